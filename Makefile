@@ -1,0 +1,39 @@
+# Tombstone. `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/console
+export TOMBSTONE_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+
+.PHONY: help build demo test test-race lint generate check-generated bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+build: ## build bin/console
+	$(GO) build -o $(BIN) ./cmd/console
+
+demo: build ## create the demo databases and users, and serve on http://127.0.0.1:8080
+	./$(BIN) demo
+
+test: ## run every test (needs PostgreSQL; browser tests need chromium)
+	$(GO) test -count=1 -timeout 30m ./...
+
+test-race: ## run every test with the race detector
+	$(GO) test -race -count=1 -timeout 45m ./...
+
+lint: ## gofmt, go vet and staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+generate: ## regenerate templ components
+	$(GO) tool templ generate
+
+check-generated: generate ## fail when generated files are not committed
+	@git diff --exit-code -- '*_templ.go' || { echo "generated files are stale: run make generate and commit"; exit 1; }
+
+bench: build ## run the benchmarks (BENCH_ROWS=1000000 by default)
+	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./internal/preview/
+
+clean: ## remove build output
+	rm -rf bin

@@ -1,0 +1,555 @@
+package preview
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/tombstone-console/tombstone/internal/config"
+	"github.com/tombstone-console/tombstone/internal/pg"
+	"github.com/tombstone-console/tombstone/internal/policy"
+	"github.com/tombstone-console/tombstone/internal/schema"
+)
+
+// ErrRootNotFound means the root row does not exist (any more).
+var ErrRootNotFound = errors.New("root row not found")
+
+// maxFixpointRounds bounds the evaluation of a cycle across tables. Each round adds at least one
+// row or stops, so real data never gets near it.
+const maxFixpointRounds = 100000
+
+// Sets is a plan evaluated for one root inside one transaction per target. Every set is a temp
+// table of primary keys in that target's transaction; none of the cascade's rows is loaded into
+// Go. The relations live until the transactions end, so the executor can lock, archive and
+// delete through them in the same transactions.
+type Sets struct {
+	Plan *policy.Plan
+	// RootKey is the root's primary key values as text, in key order.
+	RootKey []string
+	nodes   []nodeSet
+	// Tables are the final per-(target, table, action) sets, in plan order.
+	Tables []*TableSet
+	// Kept lists owned rows left alone because something outside the cascade still refers to them.
+	Kept []KeptOwned
+
+	q      map[string]Querier
+	agg    []string // temp relations made by aggregation, dropped when re-aggregating
+	seqTmp int
+}
+
+type nodeSet struct {
+	rel  string
+	rows int64
+}
+
+// TableSet is the distinct rows of one table that get one action: a row reached by several
+// paths is counted once; a row deleted through any path is only in the delete set.
+type TableSet struct {
+	Target string
+	Table  *schema.Table
+	Action string
+	// Rel is the temp relation holding the keys (columns KeyColumns(Table)).
+	Rel  string
+	Rows int64
+	// AlreadyTombstoned counts soft rows whose tombstone is already set; they are not in Rel.
+	AlreadyTombstoned int64
+	// Nodes are the plan nodes that reach these rows with this action.
+	Nodes []*policy.Node
+}
+
+// KeptOwned is an owned row (owns:) that stays because other rows still refer to it.
+type KeptOwned struct {
+	Node *policy.Node
+	Rows int64
+}
+
+// NodeRows returns the number of rows reached through node id.
+func (s *Sets) NodeRows(id int) int64 { return s.nodes[id].rows }
+
+// NodeRel returns the temp relation of node id's set.
+func (s *Sets) NodeRel(id int) string { return s.nodes[id].rel }
+
+// Querier returns the transaction of a target.
+func (s *Sets) Querier(target string) Querier { return s.q[target] }
+
+// Evaluate computes every node's set and the per-table sets for the root with the given key, in
+// the given transactions (one per target of the plan, each REPEATABLE READ for a consistent
+// snapshot; they must be read-write because sets are temp tables, and the preview rolls them
+// back). Evaluation order: the root's target first, then the others, which receive the root's
+// values for their also links.
+func Evaluate(ctx context.Context, q map[string]Querier, plan *policy.Plan, rootKey []string) (*Sets, error) {
+	s := &Sets{Plan: plan, RootKey: rootKey, nodes: make([]nodeSet, len(plan.Nodes)), q: q}
+	for _, t := range plan.Targets {
+		if q[t] == nil {
+			return nil, fmt.Errorf("no transaction for target %q", t)
+		}
+	}
+	if err := s.buildRoot(ctx); err != nil {
+		return nil, err
+	}
+	for _, target := range plan.Targets {
+		if err := s.buildTarget(ctx, target); err != nil {
+			return nil, fmt.Errorf("target %s: %w", target, err)
+		}
+	}
+	if err := s.aggregate(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.excludeReferencedOwned(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Sets) buildRoot(ctx context.Context) error {
+	root := s.Plan.Root
+	t := root.Table
+	if len(s.RootKey) != len(t.PrimaryKey) {
+		return fmt.Errorf("root key has %d values, %s's primary key has %d columns", len(s.RootKey), t.Name, len(t.PrimaryKey))
+	}
+	conds := make([]string, len(t.PrimaryKey))
+	args := make([]any, len(t.PrimaryKey))
+	for i, c := range t.PrimaryKey {
+		conds[i] = fmt.Sprintf("t.%s = CAST($%d::text AS %s)", pg.QuoteIdent(c), i+1, t.Column(c).Type)
+		args[i] = s.RootKey[i]
+	}
+	rel := tempName("tomb_n%d", root.ID)
+	sql := fmt.Sprintf("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s FROM %s t WHERE %s", rel, keySelect(t, "t"), t.Name.Quoted(), strings.Join(conds, " AND "))
+	tag, err := s.q[root.Target].Exec(ctx, sql, args...)
+	if err != nil {
+		return fmt.Errorf("find root: %w", pg.Interpret(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrRootNotFound
+	}
+	s.nodes[root.ID] = nodeSet{rel: rel, rows: tag.RowsAffected()}
+	return nil
+}
+
+// buildTarget builds the sets of every node of one target in depth-first order, running each
+// cycle to its fixpoint once the cycle head's subtree is built.
+func (s *Sets) buildTarget(ctx context.Context, target string) error {
+	nodes := s.Plan.Nodes
+	heads := cycleHeads(s.Plan)
+	for i := 1; i < len(nodes); i++ {
+		n := nodes[i]
+		if n.Target != target {
+			continue
+		}
+		sql, args, err := s.selectSQL(ctx, n)
+		if err != nil {
+			return err
+		}
+		rel := tempName("tomb_n%d", n.ID)
+		tag, err := s.q[target].Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE %s ON COMMIT DROP AS %s", rel, sql), args...)
+		if err != nil {
+			return fmt.Errorf("node %s: %w", n.Path(), pg.Interpret(err))
+		}
+		s.nodes[n.ID] = nodeSet{rel: rel, rows: tag.RowsAffected()}
+		if err := s.closeCycles(ctx, heads, i); err != nil {
+			return err
+		}
+	}
+	// A cycle whose head is the root closes after everything else.
+	if s.Plan.Root.Target == target {
+		return s.closeCycles(ctx, heads, len(nodes)-1)
+	}
+	return nil
+}
+
+// closeCycles runs the fixpoint of every cycle head whose subtree ends at index i, innermost first.
+func (s *Sets) closeCycles(ctx context.Context, heads []*policy.Node, i int) error {
+	for j := len(heads) - 1; j >= 0; j-- {
+		h := heads[j]
+		if subtreeEnd(s.Plan, h) == i {
+			if err := s.fixpoint(ctx, h); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// cycleHeads are nodes that a back edge from another node leads to (self edges are evaluated
+// by WITH RECURSIVE when the node is built), in plan order.
+func cycleHeads(p *policy.Plan) []*policy.Node {
+	seen := map[*policy.Node]bool{}
+	var out []*policy.Node
+	for _, n := range p.Nodes {
+		for _, b := range n.Back {
+			if b.To != n && !seen[b.To] {
+				seen[b.To] = true
+			}
+		}
+	}
+	for _, n := range p.Nodes {
+		if seen[n] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// subtreeEnd is the index of the last node in n's subtree (nodes are in depth-first order).
+func subtreeEnd(p *policy.Plan, n *policy.Node) int {
+	end := n.ID
+	for _, c := range n.Children {
+		if e := subtreeEnd(p, c); e > end {
+			end = e
+		}
+	}
+	return end
+}
+
+// fixpoint grows the sets of head's subtree until no back edge or parent edge adds a row.
+func (s *Sets) fixpoint(ctx context.Context, head *policy.Node) error {
+	end := subtreeEnd(s.Plan, head)
+	q := s.q[head.Target]
+	for round := 0; ; round++ {
+		if round > maxFixpointRounds {
+			return fmt.Errorf("cycle at %s did not converge", head.Path())
+		}
+		var changed int64
+		for id := head.ID; id <= end; id++ {
+			m := s.Plan.Nodes[id]
+			for _, b := range m.Back {
+				if b.To.ID < head.ID || b.To.ID > end {
+					continue
+				}
+				n, err := s.insertNew(ctx, q, b.To, s.reachSQL(b.Edge, m, b.To.Table))
+				if err != nil {
+					return err
+				}
+				changed += n
+			}
+			if id != head.ID {
+				n, err := s.insertNew(ctx, q, m, s.reachSQL(m.Edge, m.Parent, m.Table))
+				if err != nil {
+					return err
+				}
+				changed += n
+			}
+		}
+		if changed == 0 {
+			return nil
+		}
+	}
+}
+
+func (s *Sets) insertNew(ctx context.Context, q Querier, n *policy.Node, sql string) (int64, error) {
+	rel := s.nodes[n.ID].rel
+	tag, err := q.Exec(ctx, fmt.Sprintf("INSERT INTO %s SELECT * FROM (%s) x EXCEPT SELECT * FROM %s", rel, sql, rel))
+	if err != nil {
+		return 0, fmt.Errorf("node %s: %w", n.Path(), pg.Interpret(err))
+	}
+	s.nodes[n.ID].rows += tag.RowsAffected()
+	return tag.RowsAffected(), nil
+}
+
+// selectSQL is the query for a node's initial set: rows reached from its parent's set, or from
+// the root's values for an also link into another target; with self back edges it is closed
+// under them by WITH RECURSIVE.
+func (s *Sets) selectSQL(ctx context.Context, n *policy.Node) (string, []any, error) {
+	var base string
+	var args []any
+	if n.Parent.Target != n.Target {
+		vals, err := s.rootValues(ctx, n.Edge)
+		if err != nil {
+			return "", nil, err
+		}
+		col := n.Table.Column(n.Edge.ToColumns[0])
+		base = fmt.Sprintf("SELECT %s FROM %s c WHERE c.%s = ANY(CAST($1::text[] AS %s[]))", keySelect(n.Table, "c"), n.Table.Name.Quoted(), pg.QuoteIdent(col.Name), col.Type)
+		args = []any{vals}
+	} else {
+		base = s.reachSQL(n.Edge, n.Parent, n.Table)
+	}
+	var self []*policy.Edge
+	for _, b := range n.Back {
+		if b.To == n {
+			self = append(self, b.Edge)
+		}
+	}
+	if len(self) == 0 {
+		return base, args, nil
+	}
+	t := n.Table
+	terms := make([]string, len(self))
+	for i, e := range self {
+		if len(t.PrimaryKey) > 0 && sameColumns(e.FromColumns, t.PrimaryKey) {
+			terms[i] = fmt.Sprintf("SELECT %s FROM %s c WHERE (%s) = (%s)", keySelect(t, "c"), t.Name.Quoted(), qualified("c", e.ToColumns), qualified("r", e.FromColumns))
+		} else {
+			terms[i] = fmt.Sprintf("SELECT %s FROM %s p JOIN %s c ON (%s) = (%s) WHERE %s = %s",
+				keySelect(t, "c"), t.Name.Quoted(), t.Name.Quoted(), qualified("c", e.ToColumns), qualified("p", e.FromColumns), keyRef(t, "p"), rowOf("r", KeyColumns(t)))
+		}
+	}
+	sql := fmt.Sprintf("WITH RECURSIVE r AS (%s UNION SELECT x.* FROM r, LATERAL (%s) x) SELECT * FROM r", base, strings.Join(terms, " UNION ALL "))
+	return sql, args, nil
+}
+
+func rowOf(alias string, cols []string) string {
+	if len(cols) == 1 {
+		return alias + "." + pg.QuoteIdent(cols[0])
+	}
+	return "(" + qualified(alias, cols) + ")"
+}
+
+// reachSQL selects the keys of child-table rows reached through e from parent's set.
+func (s *Sets) reachSQL(e *policy.Edge, parent *policy.Node, child *schema.Table) string {
+	prel := s.nodes[parent.ID].rel
+	pt := parent.Table
+	var values string
+	if len(pt.PrimaryKey) > 0 && sameColumns(e.FromColumns, pt.PrimaryKey) {
+		values = fmt.Sprintf("SELECT %s FROM %s", pg.QuoteIdents(e.FromColumns), prel)
+	} else {
+		values = fmt.Sprintf("SELECT %s FROM %s p WHERE %s IN (SELECT %s FROM %s)", qualified("p", e.FromColumns), pt.Name.Quoted(), keyRef(pt, "p"), pg.QuoteIdents(KeyColumns(pt)), prel)
+	}
+	return fmt.Sprintf("SELECT %s FROM %s c WHERE (%s) IN (%s)", keySelect(child, "c"), child.Name.Quoted(), qualified("c", e.ToColumns), values)
+}
+
+// rootValues reads the root's values of an also link's source columns (one column).
+func (s *Sets) rootValues(ctx context.Context, e *policy.Edge) ([]string, error) {
+	root := s.Plan.Root
+	rows, err := s.q[root.Target].Query(ctx, fmt.Sprintf("SELECT r.%s::text FROM %s r WHERE %s IN (SELECT %s FROM %s) AND r.%s IS NOT NULL",
+		pg.QuoteIdent(e.FromColumns[0]), root.Table.Name.Quoted(), keyRef(root.Table, "r"), pg.QuoteIdents(KeyColumns(root.Table)), s.nodes[root.ID].rel, pg.QuoteIdent(e.FromColumns[0])))
+	if err != nil {
+		return nil, pg.Interpret(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, pg.Interpret(rows.Err())
+}
+
+// aggregate computes the final per-table sets: delete is the union of delete nodes; soft,
+// detach, block and keep exclude rows deleted through another path (keep also excludes soft
+// rows), and soft excludes rows already tombstoned (counted separately).
+func (s *Sets) aggregate(ctx context.Context) error {
+	for _, rel := range s.agg {
+		target := rel[:strings.IndexByte(rel, '\x00')]
+		if _, err := s.q[target].Exec(ctx, "DROP TABLE IF EXISTS "+rel[len(target)+1:]); err != nil {
+			return pg.Interpret(err)
+		}
+	}
+	s.agg = nil
+	s.Tables = nil
+	type key struct {
+		target string
+		table  *schema.Table
+	}
+	var order []key
+	byAction := map[key]map[string][]*policy.Node{}
+	for _, n := range s.Plan.Nodes {
+		k := key{n.Target, n.Table}
+		if byAction[k] == nil {
+			byAction[k] = map[string][]*policy.Node{}
+			order = append(order, k)
+		}
+		byAction[k][n.Action] = append(byAction[k][n.Action], n)
+	}
+	for _, k := range order {
+		acts := byAction[k]
+		q := s.q[k.target]
+		var del, soft string
+		for _, action := range []string{config.ActionDelete, config.ActionSoft, config.ActionDetach, config.ActionBlock, config.ActionKeep} {
+			nodes := acts[action]
+			if len(nodes) == 0 {
+				continue
+			}
+			union := s.union(nodes)
+			var minus []string
+			if del != "" {
+				minus = append(minus, del)
+			}
+			if action == config.ActionKeep && soft != "" {
+				minus = append(minus, soft)
+			}
+			ts := &TableSet{Target: k.target, Table: k.table, Action: action, Nodes: nodes}
+			switch {
+			case action == config.ActionSoft:
+				if err := s.softSet(ctx, q, ts, union, minus); err != nil {
+					return err
+				}
+				soft = ts.Rel
+			case len(nodes) == 1 && len(minus) == 0:
+				ts.Rel, ts.Rows = s.nodes[nodes[0].ID].rel, s.nodes[nodes[0].ID].rows
+			default:
+				sql := union
+				for _, m := range minus {
+					sql = fmt.Sprintf("(%s) EXCEPT SELECT * FROM %s", sql, m)
+				}
+				rel, rows, err := s.materialize(ctx, k.target, sql)
+				if err != nil {
+					return err
+				}
+				ts.Rel, ts.Rows = rel, rows
+			}
+			if action == config.ActionDelete {
+				del = ts.Rel
+			}
+			s.Tables = append(s.Tables, ts)
+		}
+	}
+	return nil
+}
+
+func (s *Sets) union(nodes []*policy.Node) string {
+	parts := make([]string, len(nodes))
+	for i, n := range nodes {
+		parts[i] = "SELECT * FROM " + s.nodes[n.ID].rel
+	}
+	return strings.Join(parts, " UNION ")
+}
+
+// softSet splits the rows to tombstone from those already tombstoned.
+func (s *Sets) softSet(ctx context.Context, q Querier, ts *TableSet, union string, minus []string) error {
+	col := ts.Nodes[0].Tombstone
+	sql := union
+	for _, m := range minus {
+		sql = fmt.Sprintf("(%s) EXCEPT SELECT * FROM %s", sql, m)
+	}
+	t := ts.Table
+	live := pg.QuoteIdent(col.Name) + " IS NULL"
+	if policy.IsBoolean(col) {
+		live = pg.QuoteIdent(col.Name) + " IS NOT TRUE"
+	}
+	all := fmt.Sprintf("SELECT %s FROM %s t WHERE %s IN (%s)", keySelect(t, "t"), t.Name.Quoted(), keyRef(t, "t"), sql)
+	rel, rows, err := s.materialize(ctx, ts.Target, all+" AND t."+live)
+	if err != nil {
+		return err
+	}
+	ts.Rel, ts.Rows = rel, rows
+	var total int64
+	if err := q.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM (%s) x", sql)).Scan(&total); err != nil {
+		return pg.Interpret(err)
+	}
+	ts.AlreadyTombstoned = total - rows
+	return nil
+}
+
+func (s *Sets) materialize(ctx context.Context, target, sql string) (string, int64, error) {
+	s.seqTmp++
+	rel := tempName("tomb_a%d", s.seqTmp)
+	tag, err := s.q[target].Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE %s ON COMMIT DROP AS %s", rel, sql))
+	if err != nil {
+		return "", 0, pg.Interpret(err)
+	}
+	s.agg = append(s.agg, target+"\x00"+rel)
+	return rel, tag.RowsAffected(), nil
+}
+
+// Table returns the final set of (target, table, action), or nil.
+func (s *Sets) Table(target string, t *schema.Table, action string) *TableSet {
+	for _, ts := range s.Tables {
+		if ts.Target == target && ts.Table == t && ts.Action == action {
+			return ts
+		}
+	}
+	return nil
+}
+
+// excludeReferencedOwned keeps owned rows that something outside the cascade still refers to:
+// a row of any table with an FK to the owned table that the cascade does not delete (or, for a
+// soft owner, tombstone). Their subtrees are rebuilt without them.
+func (s *Sets) excludeReferencedOwned(ctx context.Context) error {
+	root := s.Plan.Root
+	changed := false
+	for _, o := range root.Children {
+		if o.Edge.Kind != policy.EdgeOwns || (o.Action != config.ActionDelete && o.Action != config.ActionSoft) {
+			continue
+		}
+		q := s.q[o.Target]
+		sch := o.Table
+		var conds []string
+		for _, fk := range s.fksInto(o) {
+			child := s.tableOf(o.Target, fk.Child)
+			if child == nil {
+				continue
+			}
+			survive := ""
+			for _, action := range []string{config.ActionDelete, config.ActionSoft} {
+				if ts := s.Table(o.Target, child, action); ts != nil && (action == config.ActionDelete || o.Action == config.ActionSoft) {
+					survive += fmt.Sprintf(" AND %s NOT IN (SELECT %s FROM %s)", keyRef(child, "x"), pg.QuoteIdents(KeyColumns(child)), ts.Rel)
+				}
+			}
+			conds = append(conds, fmt.Sprintf("EXISTS (SELECT 1 FROM %s x WHERE (%s) = (%s)%s)", child.Name.Quoted(), qualified("x", fk.Columns), qualified("t", fk.RefColumns), survive))
+		}
+		if len(conds) == 0 {
+			continue
+		}
+		rel := s.nodes[o.ID].rel
+		tag, err := q.Exec(ctx, fmt.Sprintf("DELETE FROM %s o WHERE %s IN (SELECT %s FROM %s t WHERE %s)",
+			rel, rowOf("o", KeyColumns(sch)), keySelectNoAlias(sch, "t"), sch.Name.Quoted(), strings.Join(conds, " OR ")))
+		if err != nil {
+			return fmt.Errorf("owned rows of %s: %w", o.Path(), pg.Interpret(err))
+		}
+		if n := tag.RowsAffected(); n > 0 {
+			s.nodes[o.ID].rows -= n
+			s.Kept = append(s.Kept, KeptOwned{Node: o, Rows: n})
+			if err := s.rebuildSubtree(ctx, o); err != nil {
+				return err
+			}
+			changed = true
+		}
+	}
+	if changed {
+		return s.aggregate(ctx)
+	}
+	return nil
+}
+
+// keySelectNoAlias is keySelect without "AS" renaming, for IN lists against a set.
+func keySelectNoAlias(t *schema.Table, alias string) string {
+	if len(t.PrimaryKey) == 0 {
+		return alias + ".ctid"
+	}
+	return qualified(alias, t.PrimaryKey)
+}
+
+// fksInto lists every FK that refers to n's table, whether or not the plan follows it.
+func (s *Sets) fksInto(n *policy.Node) []*schema.FK {
+	return s.Plan.Schemas[n.Target].Children(n.Table.Name)
+}
+
+func (s *Sets) tableOf(target string, name pg.Table) *schema.Table {
+	return s.Plan.Schemas[target].Tables[name]
+}
+
+// rebuildSubtree refills every descendant of n from its (changed) parent set.
+func (s *Sets) rebuildSubtree(ctx context.Context, n *policy.Node) error {
+	end := subtreeEnd(s.Plan, n)
+	q := s.q[n.Target]
+	for id := n.ID + 1; id <= end; id++ {
+		m := s.Plan.Nodes[id]
+		sql, args, err := s.selectSQL(ctx, m)
+		if err != nil {
+			return err
+		}
+		rel := s.nodes[id].rel
+		if _, err := q.Exec(ctx, "TRUNCATE "+rel); err != nil {
+			return pg.Interpret(err)
+		}
+		tag, err := q.Exec(ctx, fmt.Sprintf("INSERT INTO %s %s", rel, sql), args...)
+		if err != nil {
+			return pg.Interpret(err)
+		}
+		s.nodes[id].rows = tag.RowsAffected()
+	}
+	heads := cycleHeads(s.Plan)
+	for id := end; id > n.ID; id-- {
+		for _, h := range heads {
+			if h.ID == id {
+				if err := s.fixpoint(ctx, h); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}

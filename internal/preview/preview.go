@@ -1,0 +1,622 @@
+// Package preview evaluates a kind's plan for one root: which rows of which tables a deletion
+// reaches, what happens to each, with counts, samples, blockers, warnings and a digest.
+//
+// Sets are computed in SQL as temp tables of primary keys, inside one REPEATABLE READ
+// transaction per target that is always rolled back. Go holds only counts and samples, so
+// memory stays flat whether a root reaches ten rows or ten million.
+package preview
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tombstone-console/tombstone/internal/config"
+	"github.com/tombstone-console/tombstone/internal/pg"
+	"github.com/tombstone-console/tombstone/internal/policy"
+	"github.com/tombstone-console/tombstone/internal/schema"
+)
+
+// SampleSize is the number of sample rows shown per node.
+const SampleSize = 5
+
+// rowsPerSecond is the deletion rate used for the estimated duration (measured on the demo
+// data: about 4–5 s per million cascaded rows).
+const rowsPerSecond = 220000
+
+// Preview is a plan evaluated for one root. Its JSON form is the stable shape documented in
+// the README.
+type Preview struct {
+	Kind     string        `json:"kind"`
+	Target   string        `json:"target"`
+	Root     Root          `json:"root"`
+	Action   string        `json:"action"` // the root's action: delete or soft
+	Summary  []SummaryLine `json:"summary"`
+	Totals   Totals        `json:"totals"`
+	Tree     *Node         `json:"tree"`
+	Blockers []Blocker     `json:"blockers"`
+	Warnings []Warning     `json:"warnings"`
+	Digest   string        `json:"digest"`
+
+	PolicyHash   string            `json:"policy_hash"`
+	Fingerprints map[string]string `json:"schema_fingerprints"`
+	// Targets lists the targets in evaluation order, with per-target totals.
+	Targets []TargetTotal `json:"targets"`
+	// Exact is false for a planner estimate (counts are estimates, no samples, no digest).
+	Exact bool          `json:"exact"`
+	Took  time.Duration `json:"-"`
+	At    time.Time     `json:"at"`
+}
+
+// Root is the root row.
+type Root struct {
+	Table string   `json:"table"` // schema-qualified, e.g. public.tenants
+	Key   string   `json:"key"`   // primary key values joined by commas
+	Keys  []string `json:"-"`
+	Label string   `json:"label"`
+	// Tombstoned is true when the root already carries a tombstone.
+	Tombstoned bool `json:"tombstoned,omitempty"`
+}
+
+// SummaryLine is one (target, table, action) with its distinct row count.
+type SummaryLine struct {
+	Target            string `json:"target"`
+	Table             string `json:"table"`
+	Action            string `json:"action"`
+	Rows              int64  `json:"rows"`
+	AlreadyTombstoned int64  `json:"already_tombstoned,omitempty"`
+	KeyHash           string `json:"-"`
+}
+
+// Totals counts distinct rows per action across every target.
+type Totals struct {
+	Delete int64 `json:"delete"`
+	Soft   int64 `json:"soft"`
+	Detach int64 `json:"detach"`
+	Keep   int64 `json:"keep"`
+	Block  int64 `json:"block"`
+	Tables int   `json:"tables"`
+}
+
+// Changed is the number of rows the deletion changes (deleted, tombstoned or detached).
+func (t Totals) Changed() int64 { return t.Delete + t.Soft + t.Detach }
+
+// TargetTotal is one target's share.
+type TargetTotal struct {
+	Target string `json:"target"`
+	Totals Totals `json:"totals"`
+}
+
+// Node is one (table, edge path) of the tree.
+type Node struct {
+	ID        int     `json:"id"`
+	Target    string  `json:"target"`
+	Table     string  `json:"table"`
+	Via       string  `json:"via,omitempty"`
+	Edge      string  `json:"edge,omitempty"`
+	Action    string  `json:"action"`
+	Rule      string  `json:"rule"`
+	Rows      int64   `json:"rows"`
+	Estimate  bool    `json:"estimate,omitempty"`
+	Recursive bool    `json:"recursive,omitempty"`
+	Reason    string  `json:"reason,omitempty"` // why a block node blocks
+	Sample    []Row   `json:"sample,omitempty"`
+	Children  []*Node `json:"children,omitempty"`
+}
+
+// Row is a sample row: its key and label-like columns.
+type Row struct {
+	Key    string   `json:"key"`
+	Label  string   `json:"label,omitempty"`
+	Values []Column `json:"values,omitempty"`
+}
+
+// Column is one named value of a sample row.
+type Column struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Blocker is a set of rows that stop the request.
+type Blocker struct {
+	Target string `json:"target"`
+	Table  string `json:"table"`
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+	Rows   int64  `json:"rows"`
+	Sample []Row  `json:"sample,omitempty"`
+}
+
+// Warning is something an operator should know before asking.
+type Warning struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Blocked reports whether the preview cannot be requested.
+func (p *Preview) Blocked() bool { return len(p.Blockers) > 0 }
+
+// Engine evaluates previews against live targets.
+type Engine struct {
+	cfg     *config.Config
+	targets Targets
+	cache   *schema.Cache
+}
+
+// Targets gives access to each target's database; *pg.Pools fits.
+type Targets interface {
+	DB(ctx context.Context, target string) (*pg.DB, error)
+}
+
+// NewEngine returns an engine for cfg. The schema cache is shared across previews.
+func NewEngine(cfg *config.Config, targets Targets, cache *schema.Cache) *Engine {
+	return &Engine{cfg: cfg, targets: targets, cache: cache}
+}
+
+// Config returns the engine's config.
+func (e *Engine) Config() *config.Config { return e.cfg }
+
+// Plan resolves the kind's plan against the current schemas of every target it reaches.
+func (e *Engine) Plan(ctx context.Context, kind string) (*policy.Plan, error) {
+	k, ok := e.cfg.Kinds[kind]
+	if !ok {
+		return nil, &policy.UnknownKindError{Kind: kind, Known: e.cfg.KindNames()}
+	}
+	targets := []string{k.Target}
+	for _, a := range k.Also {
+		targets = append(targets, a.Target)
+	}
+	schemas := map[string]*schema.Schema{}
+	for _, t := range targets {
+		if schemas[t] != nil {
+			continue
+		}
+		s, err := e.Schema(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		schemas[t] = s
+	}
+	return policy.Resolve(e.cfg, kind, schemas)
+}
+
+// Schema returns a target's current schema.
+func (e *Engine) Schema(ctx context.Context, target string) (*schema.Schema, error) {
+	db, err := e.targets.DB(ctx, target)
+	if err != nil {
+		return nil, &TargetError{Target: target, Err: err}
+	}
+	s, err := e.cache.Get(ctx, target, db.Bun)
+	if err != nil {
+		return nil, &TargetError{Target: target, Err: err}
+	}
+	return s, nil
+}
+
+// TargetError names the target that failed.
+type TargetError struct {
+	Target string
+	Err    error
+}
+
+func (e *TargetError) Error() string { return fmt.Sprintf("target %s: %v", e.Target, e.Err) }
+func (e *TargetError) Unwrap() error { return e.Err }
+
+// Run evaluates the plan for the root with the given key exactly, in one REPEATABLE READ
+// snapshot per target, and rolls every transaction back.
+func (e *Engine) Run(ctx context.Context, plan *policy.Plan, rootKey []string) (*Preview, error) {
+	start := time.Now()
+	txs := map[string]Querier{}
+	var opened []pgx.Tx
+	defer func() {
+		for _, tx := range opened {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+	for _, t := range plan.Targets {
+		db, err := e.targets.DB(ctx, t)
+		if err != nil {
+			return nil, &TargetError{Target: t, Err: err}
+		}
+		tx, err := db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+		if err != nil {
+			return nil, &TargetError{Target: t, Err: pg.Interpret(err)}
+		}
+		opened = append(opened, tx)
+		txs[t] = tx
+	}
+	sets, err := Evaluate(ctx, txs, plan, rootKey)
+	if err != nil {
+		return nil, err
+	}
+	p, err := Describe(ctx, sets)
+	if err != nil {
+		return nil, err
+	}
+	p.Took = time.Since(start)
+	return p, nil
+}
+
+// Describe turns evaluated sets into a preview: tree with samples, summary, blockers, warnings
+// and digest. It reads from the sets' transactions.
+func Describe(ctx context.Context, s *Sets) (*Preview, error) {
+	plan := s.Plan
+	root := plan.Root
+	p := &Preview{
+		Kind: plan.Kind.Name, Target: root.Target, Action: root.Action,
+		PolicyHash: plan.PolicyHash, Fingerprints: plan.Fingerprints, Exact: true,
+		At: time.Now().UTC(), Blockers: []Blocker{}, Warnings: []Warning{},
+	}
+	rq := s.q[root.Target]
+	label, tomb, err := rootInfo(ctx, rq, plan, s.RootKey)
+	if err != nil {
+		return nil, err
+	}
+	p.Root = Root{Table: root.Table.Name.String(), Key: strings.Join(s.RootKey, ","), Keys: s.RootKey, Label: label, Tombstoned: tomb}
+
+	// Summary and key hashes.
+	perTarget := map[string]*Totals{}
+	tables := map[string]bool{}
+	for _, ts := range s.Tables {
+		hash, err := keyHash(ctx, s.q[ts.Target], ts.Rel)
+		if err != nil {
+			return nil, err
+		}
+		line := SummaryLine{Target: ts.Target, Table: ts.Table.Name.String(), Action: ts.Action, Rows: ts.Rows, AlreadyTombstoned: ts.AlreadyTombstoned, KeyHash: hash}
+		p.Summary = append(p.Summary, line)
+		if perTarget[ts.Target] == nil {
+			perTarget[ts.Target] = &Totals{}
+		}
+		addTotals(perTarget[ts.Target], ts.Action, ts.Rows)
+		addTotals(&p.Totals, ts.Action, ts.Rows)
+		if ts.Rows > 0 && ts.Action != config.ActionKeep {
+			tables[ts.Target+"\x00"+ts.Table.Name.String()] = true
+		}
+	}
+	p.Totals.Tables = len(tables)
+	for _, t := range plan.Targets {
+		tt := TargetTotal{Target: t}
+		if perTarget[t] != nil {
+			tt.Totals = *perTarget[t]
+		}
+		p.Targets = append(p.Targets, tt)
+	}
+
+	// Tree with samples.
+	nodes := make([]*Node, len(plan.Nodes))
+	for _, n := range plan.Nodes {
+		out := treeNode(n, s.nodes[n.ID].rows, false)
+		out.Recursive = n.Recursive(plan)
+		if s.nodes[n.ID].rows > 0 {
+			sample, err := sampleRows(ctx, s.q[n.Target], n.Table, s.nodes[n.ID].rel)
+			if err != nil {
+				return nil, err
+			}
+			out.Sample = sample
+		}
+		nodes[n.ID] = out
+		if n.Parent != nil {
+			nodes[n.Parent.ID].Children = append(nodes[n.Parent.ID].Children, out)
+		}
+	}
+	p.Tree = nodes[0]
+
+	// Blockers: rows reached through a blocking path and not deleted through another.
+	for _, ts := range s.Tables {
+		if ts.Action != config.ActionBlock || ts.Rows == 0 {
+			continue
+		}
+		for _, n := range ts.Nodes {
+			var rows int64
+			err := s.q[n.Target].QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s WHERE %s IN (SELECT * FROM %s)", s.nodes[n.ID].rel, setKeys(n.Table), ts.Rel)).Scan(&rows)
+			if err != nil {
+				return nil, pg.Interpret(err)
+			}
+			if rows == 0 {
+				continue
+			}
+			sample, err := sampleRows(ctx, s.q[n.Target], n.Table, ts.Rel)
+			if err != nil {
+				return nil, err
+			}
+			p.Blockers = append(p.Blockers, Blocker{Target: n.Target, Table: n.Table.Name.String(), Path: n.Path(), Reason: n.BlockReason, Rows: rows, Sample: sample})
+		}
+	}
+
+	p.Warnings = warnings(plan, s, p)
+	p.Digest = Digest(p)
+	return p, nil
+}
+
+func addTotals(t *Totals, action string, rows int64) {
+	switch action {
+	case config.ActionDelete:
+		t.Delete += rows
+	case config.ActionSoft:
+		t.Soft += rows
+	case config.ActionDetach:
+		t.Detach += rows
+	case config.ActionKeep:
+		t.Keep += rows
+	case config.ActionBlock:
+		t.Block += rows
+	}
+}
+
+func treeNode(n *policy.Node, rows int64, estimate bool) *Node {
+	out := &Node{ID: n.ID, Target: n.Target, Table: n.Table.Name.String(), Action: n.Action, Rule: n.Rule, Rows: rows, Estimate: estimate, Reason: n.BlockReason}
+	if n.Edge != nil {
+		out.Via, out.Edge = n.Edge.Via(), n.Edge.Name()
+	}
+	return out
+}
+
+func warnings(plan *policy.Plan, s *Sets, p *Preview) []Warning {
+	ws := []Warning{}
+	if p.Root.Tombstoned {
+		if plan.Root.Action == config.ActionSoft {
+			ws = append(ws, Warning{Code: "root_already_deleted", Message: fmt.Sprintf("%s is already tombstoned; the request will only tombstone rows that are not", p.Root.Label)})
+		} else {
+			ws = append(ws, Warning{Code: "root_already_deleted", Message: fmt.Sprintf("%s is already tombstoned; this request deletes it for good", p.Root.Label)})
+		}
+	}
+	seen := map[string]bool{}
+	for _, n := range plan.Nodes {
+		if n.Edge == nil || n.Edge.FK == nil || n.Edge.Kind != policy.EdgeFK || n.Edge.FK.Indexed || s.nodes[n.ID].rows == 0 {
+			continue
+		}
+		if n.Action == config.ActionKeep {
+			continue
+		}
+		name := n.Edge.Name()
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		ws = append(ws, Warning{Code: "unindexed_fk", Message: fmt.Sprintf("%s has no index on %s: each cascade step scans the table (CREATE INDEX ON %s (%s))", n.Edge.FK.Child, strings.Join(n.Edge.FK.Columns, ", "), n.Edge.FK.Child.Quoted(), pg.QuoteIdents(n.Edge.FK.Columns))})
+	}
+	for _, ts := range s.Tables {
+		if ts.AlreadyTombstoned > 0 {
+			ws = append(ws, Warning{Code: "already_tombstoned", Message: fmt.Sprintf("%s: %s rows are already tombstoned and are left untouched", ts.Table.Name, Thousands(ts.AlreadyTombstoned))})
+		}
+	}
+	for _, k := range s.Kept {
+		ws = append(ws, Warning{Code: "owned_still_referenced", Message: fmt.Sprintf("%s: %s owned rows are kept because other rows still refer to them", k.Node.Table.Name, Thousands(k.Rows))})
+	}
+	if changed := p.Totals.Changed(); changed > 0 {
+		d := time.Duration(float64(changed) / rowsPerSecond * float64(time.Second))
+		if d < time.Second {
+			d = time.Second
+		}
+		ws = append(ws, Warning{Code: "estimated_duration", Message: fmt.Sprintf("about %s to execute (%s rows)", d.Round(time.Second), Thousands(changed))})
+	}
+	return ws
+}
+
+// Digest is SHA-256 over the canonical preview: kind, root key, policy hash, schema
+// fingerprints, and per (target, table, action) the count and the hash of the sorted key set.
+// Any change to what the deletion would touch changes it.
+func Digest(p *Preview) string {
+	type line struct {
+		Target  string `json:"target"`
+		Table   string `json:"table"`
+		Action  string `json:"action"`
+		Rows    int64  `json:"rows"`
+		KeyHash string `json:"key_hash"`
+	}
+	lines := make([]line, 0, len(p.Summary))
+	for _, s := range p.Summary {
+		lines = append(lines, line{s.Target, s.Table, s.Action, s.Rows, s.KeyHash})
+	}
+	sort.Slice(lines, func(i, j int) bool {
+		a, b := lines[i], lines[j]
+		if a.Target != b.Target {
+			return a.Target < b.Target
+		}
+		if a.Table != b.Table {
+			return a.Table < b.Table
+		}
+		return a.Action < b.Action
+	})
+	b, err := json.Marshal(struct {
+		Kind         string            `json:"kind"`
+		Root         string            `json:"root"`
+		PolicyHash   string            `json:"policy_hash"`
+		Fingerprints map[string]string `json:"schema_fingerprints"`
+		Tables       []line            `json:"tables"`
+	}{p.Kind, p.Target + ":" + p.Root.Table + ":" + p.Root.Key, p.PolicyHash, p.Fingerprints, lines})
+	if err != nil {
+		panic(err) // plain values only
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// keyHash hashes a set's sorted keys in SQL, so the keys never travel to Go.
+func keyHash(ctx context.Context, q Querier, rel string) (string, error) {
+	var h string
+	err := q.QueryRow(ctx, fmt.Sprintf(`SELECT encode(sha256(convert_to(coalesce(string_agg(s::text, E'\n' ORDER BY s::text COLLATE "C"), ''), 'UTF8')), 'hex') FROM %s s`, rel)).Scan(&h)
+	return h, pg.Interpret(err)
+}
+
+// sampleRows reads up to SampleSize rows of a set, ordered by key, with label-like columns.
+func sampleRows(ctx context.Context, q Querier, t *schema.Table, rel string) ([]Row, error) {
+	keys := KeyColumns(t)
+	labels := t.LabelColumns()
+	sel := make([]string, 0, len(keys)+len(labels))
+	for _, k := range keys {
+		if k == ctidKey {
+			sel = append(sel, "t.ctid::text")
+		} else {
+			sel = append(sel, "t."+pg.QuoteIdent(k)+"::text")
+		}
+	}
+	for _, l := range labels {
+		sel = append(sel, "t."+pg.QuoteIdent(l)+"::text")
+	}
+	order := strings.Join(func() []string {
+		o := make([]string, len(keys))
+		for i, k := range keys {
+			o[i] = pg.QuoteIdent(k)
+		}
+		return o
+	}(), ", ")
+	sql := fmt.Sprintf("SELECT %s FROM %s t WHERE %s IN (SELECT * FROM (SELECT * FROM %s ORDER BY %s LIMIT %d) s) ORDER BY %s",
+		strings.Join(sel, ", "), t.Name.Quoted(), keyRef(t, "t"), rel, order, SampleSize, strings.Join(strings.Split(keyRefList(t, "t"), ","), ","))
+	rows, err := q.Query(ctx, sql)
+	if err != nil {
+		return nil, pg.Interpret(err)
+	}
+	defer rows.Close()
+	var out []Row
+	for rows.Next() {
+		vals := make([]*string, len(sel))
+		dest := make([]any, len(sel))
+		for i := range vals {
+			dest[i] = &vals[i]
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		r := Row{}
+		kv := make([]string, len(keys))
+		for i := range keys {
+			kv[i] = deref(vals[i])
+		}
+		r.Key = strings.Join(kv, ",")
+		for i, l := range labels {
+			v := vals[len(keys)+i]
+			if v == nil {
+				continue
+			}
+			r.Values = append(r.Values, Column{Name: l, Value: *v})
+			if r.Label == "" {
+				r.Label = *v
+			}
+		}
+		out = append(out, r)
+	}
+	return out, pg.Interpret(rows.Err())
+}
+
+func keyRefList(t *schema.Table, alias string) string {
+	if len(t.PrimaryKey) == 0 {
+		return alias + ".ctid"
+	}
+	return qualified(alias, t.PrimaryKey)
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "NULL"
+	}
+	return *s
+}
+
+// rootInfo reads the root's label and whether it is tombstoned.
+func rootInfo(ctx context.Context, q Querier, plan *policy.Plan, key []string) (string, bool, error) {
+	t := plan.Root.Table
+	cols := labelColumns(plan.Kind, t)
+	sel := make([]string, len(cols))
+	for i, c := range cols {
+		sel[i] = "coalesce(t." + pg.QuoteIdent(c) + "::text, '')"
+	}
+	tomb := "false"
+	if col := plan.Root.Tombstone; col != nil {
+		tomb = tombstonedExpr("t", col)
+	} else if t.Tombstone != nil {
+		tomb = tombstonedExpr("t", t.Tombstone)
+	}
+	conds := make([]string, len(t.PrimaryKey))
+	args := make([]any, len(key))
+	for i, c := range t.PrimaryKey {
+		conds[i] = fmt.Sprintf("t.%s = CAST($%d::text AS %s)", pg.QuoteIdent(c), i+1, t.Column(c).Type)
+		args[i] = key[i]
+	}
+	selList := tomb
+	if len(sel) > 0 {
+		selList = strings.Join(sel, ", ") + ", " + tomb
+	}
+	row := q.QueryRow(ctx, fmt.Sprintf("SELECT %s FROM %s t WHERE %s", selList, t.Name.Quoted(), strings.Join(conds, " AND ")), args...)
+	vals := make([]string, len(cols))
+	dest := make([]any, 0, len(cols)+1)
+	for i := range vals {
+		dest = append(dest, &vals[i])
+	}
+	var tombstoned bool
+	dest = append(dest, &tombstoned)
+	if err := row.Scan(dest...); err != nil {
+		if err == pgx.ErrNoRows {
+			return "", false, ErrRootNotFound
+		}
+		return "", false, pg.Interpret(err)
+	}
+	return FormatLabel(plan.Kind, t, cols, vals, key), tombstoned, nil
+}
+
+func tombstonedExpr(alias string, col *schema.Column) string {
+	if policy.IsBoolean(col) {
+		return "coalesce(" + alias + "." + pg.QuoteIdent(col.Name) + ", false)"
+	}
+	return "(" + alias + "." + pg.QuoteIdent(col.Name) + " IS NOT NULL)"
+}
+
+// labelColumns are the columns a kind's label uses: its template's, else the table's first
+// label-like column.
+func labelColumns(k *config.Kind, t *schema.Table) []string {
+	if k.Label != "" {
+		var cols []string
+		for _, c := range config.LabelColumns(k.Label) {
+			if t.Column(c) != nil {
+				cols = append(cols, c)
+			}
+		}
+		return cols
+	}
+	if lc := t.LabelColumns(); len(lc) > 0 {
+		return lc[:1]
+	}
+	return nil
+}
+
+// FormatLabel renders a root's label from its template and values.
+func FormatLabel(k *config.Kind, t *schema.Table, cols, vals []string, key []string) string {
+	if k.Label != "" && len(cols) > 0 {
+		out := k.Label
+		for i, c := range cols {
+			out = strings.ReplaceAll(out, "{"+c+"}", vals[i])
+		}
+		return out
+	}
+	if len(vals) > 0 && vals[0] != "" {
+		return vals[0]
+	}
+	return t.Name.Name + " " + strings.Join(key, ",")
+}
+
+// Thousands formats n with thousands separators: 1,234,567.
+func Thousands(n int64) string {
+	s := fmt.Sprint(n)
+	neg := strings.HasPrefix(s, "-")
+	if neg {
+		s = s[1:]
+	}
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}

@@ -1,0 +1,181 @@
+package preview_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tombstone-console/tombstone/internal/config"
+	"github.com/tombstone-console/tombstone/internal/pg"
+	"github.com/tombstone-console/tombstone/internal/pg/pgtest"
+	"github.com/tombstone-console/tombstone/internal/preview"
+	"github.com/tombstone-console/tombstone/internal/schema"
+)
+
+// singleTarget is a preview.Targets over one database named "db".
+type singleTarget struct{ db *pg.DB }
+
+func (s singleTarget) DB(context.Context, string) (*pg.DB, error) { return s.db, nil }
+
+func engineFor(t *testing.T, db *pg.DB, policy string) *preview.Engine {
+	t.Helper()
+	src := "database: postgres://x/y\ntargets:\n  db: {dsn: postgres://x/y}\n" + policy
+	cfg, err := config.Parse("test.yaml", []byte(src), nil)
+	require.NoError(t, err)
+	return preview.NewEngine(cfg, singleTarget{db}, schema.NewCache(0))
+}
+
+func exec(t *testing.T, db *pg.DB, sql string) {
+	t.Helper()
+	_, err := db.Pool.Exec(context.Background(), sql)
+	require.NoError(t, err, sql)
+}
+
+func summary(p *preview.Preview) map[string]int64 {
+	out := map[string]int64{}
+	for _, l := range p.Summary {
+		out[l.Table+" "+l.Action] = l.Rows
+	}
+	return out
+}
+
+func TestHostileIdentifiers(t *testing.T) {
+	t.Parallel()
+	db, _ := pgtest.Empty(t)
+	exec(t, db, `
+		CREATE SCHEMA "Weird Schema";
+		CREATE TABLE "Weird Schema"."Ten""ants" ("ID ?" bigint PRIMARY KEY, "näme" text, "select" text);
+		CREATE TABLE "Weird Schema"."$1 orders" ("key" bigint PRIMARY KEY, "a""; drop table x;--" bigint REFERENCES "Weird Schema"."Ten""ants" ON DELETE CASCADE, "title" text);
+		CREATE TABLE "Weird Schema"."größe ?" ("Order" bigint REFERENCES "Weird Schema"."$1 orders" ON DELETE SET NULL, "x" int);
+		INSERT INTO "Weird Schema"."Ten""ants" VALUES (1, 'Acme', 'x'), (2, 'Other', 'y');
+		INSERT INTO "Weird Schema"."$1 orders" VALUES (10, 1, 'one'), (11, 1, 'two'), (12, 2, 'three');
+		INSERT INTO "Weird Schema"."größe ?" VALUES (10, 1), (11, 2), (12, 3), (NULL, 4);`)
+	e := engineFor(t, db, "kinds:\n  t:\n    table: 'Weird Schema.Ten\"ants'\n    search: ['näme', 'select']\n")
+	ctx := context.Background()
+	plan, err := e.Plan(ctx, "t")
+	require.NoError(t, err)
+
+	// A search term that is SQL stays a search term.
+	_, err = e.FindRoot(ctx, plan, "x' OR 1=1; --")
+	require.ErrorIs(t, err, preview.ErrRootNotFound)
+	_, err = e.FindRoot(ctx, plan, "$1")
+	require.ErrorIs(t, err, preview.ErrRootNotFound)
+
+	root, err := e.FindRoot(ctx, plan, "acme")
+	require.NoError(t, err)
+	require.Equal(t, []string{"1"}, root.Key)
+	p, err := e.Run(ctx, plan, root.Key)
+	require.NoError(t, err)
+	require.False(t, p.Blocked())
+	require.Equal(t, map[string]int64{
+		`Weird Schema.Ten"ants delete`: 1,
+		`Weird Schema.$1 orders delete`: 2,
+		`Weird Schema.größe ? detach`:  2,
+	}, summary(p))
+	require.Len(t, p.Digest, 64)
+}
+
+func TestRootLookup(t *testing.T) {
+	t.Parallel()
+	db, _ := pgtest.Empty(t)
+	exec(t, db, `
+		CREATE TABLE tenants (id bigint PRIMARY KEY, slug text UNIQUE, name text, deleted_at timestamptz);
+		CREATE TABLE pairs (a int, b text, name text, PRIMARY KEY (a, b));
+		INSERT INTO tenants VALUES (1, 'acme', 'Acme Inc', NULL), (2, 'acme-eu', 'Acme EU', NULL), (3, 'globex', 'Globex Acme', now());
+		INSERT INTO pairs VALUES (1, 'x', 'first'), (1, 'y', 'second');`)
+	e := engineFor(t, db, "kinds:\n  tenant: {table: tenants, search: [slug, name], label: '{name} ({slug})'}\n  pair: {table: pairs, search: [name]}\n")
+	ctx := context.Background()
+	plan, err := e.Plan(ctx, "tenant")
+	require.NoError(t, err)
+
+	c, err := e.FindRoot(ctx, plan, "2")
+	require.NoError(t, err)
+	require.Equal(t, "Acme EU (acme-eu)", c.Label)
+	c, err = e.FindRoot(ctx, plan, "ACME")
+	require.NoError(t, err, "exact, case-insensitive match on slug wins over substring matches")
+	require.Equal(t, []string{"1"}, c.Key)
+
+	_, err = e.FindRoot(ctx, plan, "acm")
+	var nf *preview.NotFoundError
+	require.ErrorAs(t, err, &nf)
+	require.Len(t, nf.Closest, 3, "closest matches are listed")
+
+	exec(t, db, `UPDATE tenants SET name = 'acme' WHERE id = 2`)
+	_, err = e.FindRoot(ctx, plan, "acme")
+	var amb *preview.AmbiguousError
+	require.ErrorAs(t, err, &amb)
+	require.Len(t, amb.Matches, 2)
+
+	res, err := e.Search(ctx, "tenant", "glob", 10)
+	require.NoError(t, err)
+	require.Len(t, res, 1)
+	require.True(t, res[0].Tombstoned)
+
+	pplan, err := e.Plan(ctx, "pair")
+	require.NoError(t, err)
+	c, err = e.FindRoot(ctx, pplan, "1,y")
+	require.NoError(t, err, "a composite key is comma-separated in key order")
+	require.Equal(t, "second", c.Label)
+
+	_, err = e.Plan(ctx, "tenantz")
+	require.ErrorContains(t, err, `unknown kind "tenantz" (known kinds: pair, tenant)`)
+}
+
+func TestSoftDeleteAndOwns(t *testing.T) {
+	t.Parallel()
+	db, _ := pgtest.Empty(t)
+	exec(t, db, `
+		CREATE TABLE merchants (id bigint PRIMARY KEY, name text);
+		CREATE TABLE stores (id bigint PRIMARY KEY, merchant_id bigint NOT NULL REFERENCES merchants, subdomain text, deleted_at timestamptz);
+		CREATE TABLE sites (id bigint PRIMARY KEY, store_id bigint REFERENCES stores ON DELETE SET NULL, subdomain text);
+		CREATE TABLE pages (id bigint PRIMARY KEY, store_id bigint NOT NULL REFERENCES stores ON DELETE CASCADE, title text);
+		INSERT INTO merchants VALUES (1, 'M');
+		INSERT INTO stores VALUES (1, 1, 'a', NULL), (2, 1, 'b', NULL);
+		INSERT INTO sites VALUES (1, 1, 'a'), (2, 2, 'b'), (3, 2, 'b2');
+		INSERT INTO pages VALUES (1, 1, 'p1'), (2, 1, 'p2'), (3, 2, 'p3');
+
+		CREATE TABLE repos (id bigint PRIMARY KEY, name text, deleted_at timestamptz);
+		CREATE TABLE issues (id bigint PRIMARY KEY, repo_id bigint NOT NULL REFERENCES repos ON DELETE CASCADE, deleted_at timestamptz);
+		CREATE TABLE comments (id bigint PRIMARY KEY, issue_id bigint NOT NULL REFERENCES issues ON DELETE CASCADE, is_deleted boolean NOT NULL DEFAULT false);
+		CREATE TABLE objects (id bigint PRIMARY KEY, repo_id bigint NOT NULL REFERENCES repos ON DELETE CASCADE);
+		INSERT INTO repos VALUES (1, 'r', NULL);
+		INSERT INTO issues VALUES (1, 1, NULL), (2, 1, now());
+		INSERT INTO comments VALUES (1, 1, false), (2, 1, true), (3, 2, false);
+		INSERT INTO objects VALUES (1, 1), (2, 1);`)
+	e := engineFor(t, db, `kinds:
+  site: {table: sites, owns: [store_id]}
+  repo: {table: repos, root: soft}
+tables:
+  merchants: {protect: true}
+`)
+	ctx := context.Background()
+	site, err := e.Plan(ctx, "site")
+	require.NoError(t, err)
+
+	// Site 1 owns store 1 alone: the store and its pages go.
+	p, err := e.Run(ctx, site, []string{"1"})
+	require.NoError(t, err)
+	require.False(t, p.Blocked())
+	require.Equal(t, int64(1), summary(p)["public.stores delete"])
+	require.Equal(t, int64(2), summary(p)["public.pages delete"])
+
+	// Site 2 shares store 2 with site 3: the store stays, with a warning.
+	p, err = e.Run(ctx, site, []string{"2"})
+	require.NoError(t, err)
+	require.Zero(t, summary(p)["public.stores delete"])
+	require.Zero(t, summary(p)["public.pages delete"])
+	require.Contains(t, fmt.Sprint(p.Warnings), "kept because other rows still refer to them")
+
+	repo, err := e.Plan(ctx, "repo")
+	require.NoError(t, err)
+	p, err = e.Run(ctx, repo, []string{"1"})
+	require.NoError(t, err)
+	s := summary(p)
+	require.Equal(t, int64(1), s["public.repos soft"])
+	require.Equal(t, int64(1), s["public.issues soft"], "issue 2 is already tombstoned")
+	require.Equal(t, int64(2), s["public.comments soft"], "comment 2 is already flagged")
+	require.Equal(t, int64(2), s["public.objects keep"])
+	require.Contains(t, fmt.Sprint(p.Warnings), "already tombstoned")
+}
