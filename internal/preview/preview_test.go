@@ -70,9 +70,9 @@ func TestHostileIdentifiers(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, p.Blocked())
 	require.Equal(t, map[string]int64{
-		`Weird Schema.Ten"ants delete`: 1,
+		`Weird Schema.Ten"ants delete`:  1,
 		`Weird Schema.$1 orders delete`: 2,
-		`Weird Schema.größe ? detach`:  2,
+		`Weird Schema.größe ? detach`:   2,
 	}, summary(p))
 	require.Len(t, p.Digest, 64)
 }
