@@ -43,7 +43,10 @@ func NewCache(minInterval time.Duration) *Cache {
 
 // Get returns target's Schema, loading it through db on first use and whenever the catalog has
 // changed since. Concurrent Gets for one target wait for a single check or load; different
-// targets do not wait for each other. db is used as in Load (a bun.Tx is used as is).
+// targets do not wait for each other. db is used as in Load. A Cache shared between callers
+// should be given a *bun.DB: a bun.Tx is used as is, and a Schema loaded through it (including
+// that transaction's uncommitted DDL) would be served to every caller. Entries are never
+// evicted; targets are a fixed set from the policy.
 func (c *Cache) Get(ctx context.Context, target string, db bun.IDB) (s *Schema, err error) {
 	defer pg.Wrap(&err, "schema.Cache.Get(%q)", target)
 	e := c.entry(target)
