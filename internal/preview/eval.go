@@ -36,6 +36,16 @@ type Sets struct {
 	q      map[string]Querier
 	agg    []string // temp relations made by aggregation, dropped when re-aggregating
 	seqTmp int
+	opts   Options
+}
+
+// Options change how sets are evaluated.
+type Options struct {
+	// Lock takes FOR UPDATE locks, parents first and ordered by key, on the root and on every
+	// row that has children in the cascade, as soon as its set is known and before its children
+	// are read. Used by the executor in a READ COMMITTED transaction: a concurrent insert of a
+	// child then waits for the executor and can neither be orphaned nor escape the count.
+	Lock bool
 }
 
 type nodeSet struct {
@@ -79,7 +89,12 @@ func (s *Sets) Querier(target string) Querier { return s.q[target] }
 // back). Evaluation order: the root's target first, then the others, which receive the root's
 // values for their also links.
 func Evaluate(ctx context.Context, q map[string]Querier, plan *policy.Plan, rootKey []string) (*Sets, error) {
-	s := &Sets{Plan: plan, RootKey: rootKey, nodes: make([]nodeSet, len(plan.Nodes)), q: q}
+	return EvaluateWith(ctx, q, plan, rootKey, Options{})
+}
+
+// EvaluateWith is Evaluate with options.
+func EvaluateWith(ctx context.Context, q map[string]Querier, plan *policy.Plan, rootKey []string, opts Options) (*Sets, error) {
+	s := &Sets{Plan: plan, RootKey: rootKey, nodes: make([]nodeSet, len(plan.Nodes)), q: q, opts: opts}
 	for _, t := range plan.Targets {
 		if q[t] == nil {
 			return nil, fmt.Errorf("no transaction for target %q", t)
@@ -91,6 +106,11 @@ func Evaluate(ctx context.Context, q map[string]Querier, plan *policy.Plan, root
 	for _, target := range plan.Targets {
 		if err := s.buildTarget(ctx, target); err != nil {
 			return nil, fmt.Errorf("target %s: %w", target, err)
+		}
+		if opts.Lock {
+			if err := s.settleLocked(ctx, target); err != nil {
+				return nil, fmt.Errorf("target %s: %w", target, err)
+			}
 		}
 	}
 	if err := s.aggregate(ctx); err != nil {
@@ -124,7 +144,66 @@ func (s *Sets) buildRoot(ctx context.Context) error {
 		return ErrRootNotFound
 	}
 	s.nodes[root.ID] = nodeSet{rel: rel, rows: tag.RowsAffected()}
+	return s.lock(ctx, root)
+}
+
+// lock takes FOR UPDATE locks on the rows of a node that has children in the cascade.
+func (s *Sets) lock(ctx context.Context, n *policy.Node) error {
+	if !s.opts.Lock || (len(n.Children) == 0 && len(n.Back) == 0) {
+		return nil
+	}
+	t := n.Table
+	order := keyRefList(t, "t")
+	_, err := s.q[n.Target].Exec(ctx, fmt.Sprintf("SELECT count(*) FROM (SELECT 1 FROM %s t WHERE %s IN (SELECT * FROM %s) ORDER BY %s FOR UPDATE OF t) x",
+		t.Name.Quoted(), keyRef(t, "t"), s.nodes[n.ID].rel, order))
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", n.Path(), pg.Interpret(err))
+	}
 	return nil
+}
+
+// settleLocked re-reads every node of a target from its locked parents until nothing new turns
+// up, locking what does. Rows found here appeared between a set's read and its parent's lock.
+func (s *Sets) settleLocked(ctx context.Context, target string) error {
+	q := s.q[target]
+	for round := 0; round < maxFixpointRounds; round++ {
+		var changed int64
+		for _, n := range s.Plan.Nodes {
+			if n.Target != target {
+				continue
+			}
+			var added int64
+			if n.Parent != nil && n.Parent.Target == target {
+				m, err := s.insertNew(ctx, q, n, s.reachSQL(n.Edge, n.Parent, n.Table))
+				if err != nil {
+					return err
+				}
+				added = m
+			}
+			for _, b := range n.Back {
+				m, err := s.insertNew(ctx, q, b.To, s.reachSQL(b.Edge, n, b.To.Table))
+				if err != nil {
+					return err
+				}
+				added += m
+				if m > 0 {
+					if err := s.lock(ctx, b.To); err != nil {
+						return err
+					}
+				}
+			}
+			if added > 0 {
+				if err := s.lock(ctx, n); err != nil {
+					return err
+				}
+			}
+			changed += added
+		}
+		if changed == 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("sets did not settle")
 }
 
 // buildTarget builds the sets of every node of one target in depth-first order, running each
@@ -147,6 +226,9 @@ func (s *Sets) buildTarget(ctx context.Context, target string) error {
 			return fmt.Errorf("node %s: %w", n.Path(), pg.Interpret(err))
 		}
 		s.nodes[n.ID] = nodeSet{rel: rel, rows: tag.RowsAffected()}
+		if err := s.lock(ctx, n); err != nil {
+			return err
+		}
 		if err := s.closeCycles(ctx, heads, i); err != nil {
 			return err
 		}
@@ -550,6 +632,27 @@ func (s *Sets) rebuildSubtree(ctx context.Context, n *policy.Node) error {
 				}
 			}
 		}
+	}
+	return nil
+}
+
+// Drop removes every temp relation of the sets, so the same transaction can evaluate again.
+func (s *Sets) Drop(ctx context.Context) error {
+	for _, rel := range s.agg {
+		target := rel[:strings.IndexByte(rel, '\x00')]
+		if _, err := s.q[target].Exec(ctx, "DROP TABLE IF EXISTS "+rel[len(target)+1:]); err != nil {
+			return pg.Interpret(err)
+		}
+	}
+	s.agg = nil
+	for i, n := range s.nodes {
+		if n.rel == "" {
+			continue
+		}
+		if _, err := s.q[s.Plan.Nodes[i].Target].Exec(ctx, "DROP TABLE IF EXISTS "+n.rel); err != nil {
+			return pg.Interpret(err)
+		}
+		s.nodes[i].rel = ""
 	}
 	return nil
 }
