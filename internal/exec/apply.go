@@ -80,7 +80,9 @@ func Diff(approved, now []preview.SummaryLine) []Change {
 			out = append(out, Change{Target: key.target, Table: key.table, Action: key.action, Approved: l.Rows})
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Target+out[i].Table+out[i].Action < out[j].Target+out[j].Table+out[j].Action })
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Target+out[i].Table+out[i].Action < out[j].Target+out[j].Table+out[j].Action
+	})
 	return out
 }
 
