@@ -114,7 +114,7 @@ func runOracleCase(t *testing.T, db *pg.DB, seed uint64) {
 			if got.blocked {
 				fail("mode delete: preview blocked: %v", got.blockers)
 			}
-			t.Logf("seed %d: %d tables, %d fks, deleted %v", seed, len(tables), len(fks), got.deleted)
+			t.Logf("seed %d: %d tables, %d fks, %d nodes, deleted %v", seed, len(tables), len(fks), len(plan.Nodes), got.deleted)
 			require.Equal(t, want.removed, got.deleted, "seed %d mode %s: deleted rows per table (ORACLE_SEED=%d)", seed, mode, seed)
 			continue
 		}
