@@ -216,7 +216,7 @@ func (s *Sets) buildTarget(ctx context.Context, target string) error {
 		if n.Target != target {
 			continue
 		}
-		sql, args, err := s.selectSQL(ctx, n)
+		sql, args, err := s.selectSQL(ctx, n, 1)
 		if err != nil {
 			return err
 		}
@@ -330,9 +330,9 @@ func (s *Sets) insertNew(ctx context.Context, q Querier, n *policy.Node, sql str
 }
 
 // selectSQL is the query for a node's initial set: rows reached from its parent's set, or from
-// the root's values for an also link into another target; with self back edges it is closed
-// under them by WITH RECURSIVE.
-func (s *Sets) selectSQL(ctx context.Context, n *policy.Node) (string, []any, error) {
+// the root's values for an also link into another target (bound as parameter $argN); with self
+// back edges it is closed under them by WITH RECURSIVE.
+func (s *Sets) selectSQL(ctx context.Context, n *policy.Node, argN int) (string, []any, error) {
 	var base string
 	var args []any
 	if n.Parent.Target != n.Target {
@@ -341,7 +341,7 @@ func (s *Sets) selectSQL(ctx context.Context, n *policy.Node) (string, []any, er
 			return "", nil, err
 		}
 		col := n.Table.Column(n.Edge.ToColumns[0])
-		base = fmt.Sprintf("SELECT %s FROM %s c WHERE c.%s = ANY(CAST($1::text[] AS %s[]))", keySelect(n.Table, "c"), n.Table.Name.Quoted(), pg.QuoteIdent(col.Name), col.Type)
+		base = fmt.Sprintf("SELECT %s FROM %s c WHERE c.%s = ANY(CAST($%d::text[] AS %s[]))", keySelect(n.Table, "c"), n.Table.Name.Quoted(), pg.QuoteIdent(col.Name), argN, col.Type)
 		args = []any{vals}
 	} else {
 		base = s.reachSQL(n.Edge, n.Parent, n.Table)
@@ -356,6 +356,12 @@ func (s *Sets) selectSQL(ctx context.Context, n *policy.Node) (string, []any, er
 		return base, args, nil
 	}
 	t := n.Table
+	if len(self) == 1 && len(t.PrimaryKey) > 0 && sameColumns(self[0].FromColumns, t.PrimaryKey) {
+		// The common tree (parent_id → id): a plain join lets the planner hash it.
+		e := self[0]
+		return fmt.Sprintf("WITH RECURSIVE r AS (%s UNION SELECT %s FROM r JOIN %s c ON (%s) = (%s)) SELECT * FROM r",
+			base, keySelect(t, "c"), t.Name.Quoted(), qualified("c", e.ToColumns), qualified("r", e.FromColumns)), args, nil
+	}
 	terms := make([]string, len(self))
 	for i, e := range self {
 		if len(t.PrimaryKey) > 0 && sameColumns(e.FromColumns, t.PrimaryKey) {
@@ -389,11 +395,18 @@ func (s *Sets) reachSQL(e *policy.Edge, parent *policy.Node, child *schema.Table
 	return fmt.Sprintf("SELECT %s FROM %s c WHERE (%s) IN (%s)", keySelect(child, "c"), child.Name.Quoted(), qualified("c", e.ToColumns), values)
 }
 
-// rootValues reads the root's values of an also link's source columns (one column).
+// rootValues reads the root's values of an also link's source column, by the root's key.
 func (s *Sets) rootValues(ctx context.Context, e *policy.Edge) ([]string, error) {
 	root := s.Plan.Root
-	rows, err := s.q[root.Target].Query(ctx, fmt.Sprintf("SELECT r.%s::text FROM %s r WHERE %s IN (SELECT %s FROM %s) AND r.%s IS NOT NULL",
-		pg.QuoteIdent(e.FromColumns[0]), root.Table.Name.Quoted(), keyRef(root.Table, "r"), pg.QuoteIdents(KeyColumns(root.Table)), s.nodes[root.ID].rel, pg.QuoteIdent(e.FromColumns[0])))
+	t := root.Table
+	conds := make([]string, len(t.PrimaryKey))
+	args := make([]any, len(t.PrimaryKey))
+	for i, c := range t.PrimaryKey {
+		conds[i] = fmt.Sprintf("r.%s = CAST($%d::text AS %s)", pg.QuoteIdent(c), i+1, t.Column(c).Type)
+		args[i] = s.RootKey[i]
+	}
+	col := pg.QuoteIdent(e.FromColumns[0])
+	rows, err := s.q[root.Target].Query(ctx, fmt.Sprintf("SELECT r.%s::text FROM %s r WHERE %s AND r.%s IS NOT NULL", col, t.Name.Quoted(), strings.Join(conds, " AND "), col), args...)
 	if err != nil {
 		return nil, pg.Interpret(err)
 	}
@@ -409,9 +422,85 @@ func (s *Sets) rootValues(ctx context.Context, e *policy.Edge) ([]string, error)
 	return out, pg.Interpret(rows.Err())
 }
 
-// aggregate computes the final per-table sets: delete is the union of delete nodes; soft,
-// detach, block and keep exclude rows deleted through another path (keep also excludes soft
-// rows), and soft excludes rows already tombstoned (counted separately).
+// tableSpec is one final (target, table, action) set and the nodes that reach it.
+type tableSpec struct {
+	target string
+	table  *schema.Table
+	action string
+	nodes  []*policy.Node
+}
+
+// actionOrder is the order final sets are computed in: a set may subtract those before it.
+var actionOrder = []string{config.ActionDelete, config.ActionSoft, config.ActionDetach, config.ActionBlock, config.ActionKeep}
+
+// tableSpecs lists the final sets of a plan: tables in order of first appearance, actions in
+// actionOrder.
+func tableSpecs(p *policy.Plan) []tableSpec {
+	type key struct {
+		target string
+		table  *schema.Table
+	}
+	var order []key
+	by := map[key]map[string][]*policy.Node{}
+	for _, n := range p.Nodes {
+		k := key{n.Target, n.Table}
+		if by[k] == nil {
+			by[k] = map[string][]*policy.Node{}
+			order = append(order, k)
+		}
+		by[k][n.Action] = append(by[k][n.Action], n)
+	}
+	var out []tableSpec
+	for _, k := range order {
+		for _, a := range actionOrder {
+			if nodes := by[k][a]; len(nodes) > 0 {
+				out = append(out, tableSpec{target: k.target, table: k.table, action: a, nodes: nodes})
+			}
+		}
+	}
+	return out
+}
+
+// setSQL is the query of a final set: the union of its nodes' sets, less the rows deleted
+// through another path (del) and, for keep, less the tombstoned rows (soft). When a single
+// node's relation already is the set, reuse names it and sql is "".
+//
+// A soft set is split: live selects the rows to tombstone (tombstone not yet set), all every
+// row reached; sql is live.
+func setSQL(sp tableSpec, rel func(*policy.Node) string, del, soft string) (sql, all, reuse string) {
+	parts := make([]string, len(sp.nodes))
+	for i, n := range sp.nodes {
+		parts[i] = "SELECT * FROM " + rel(n)
+	}
+	union := strings.Join(parts, " UNION ")
+	var minus []string
+	if del != "" {
+		minus = append(minus, del)
+	}
+	if sp.action == config.ActionKeep && soft != "" {
+		minus = append(minus, soft)
+	}
+	if sp.action != config.ActionSoft && len(sp.nodes) == 1 && len(minus) == 0 {
+		return "", "", rel(sp.nodes[0])
+	}
+	all = union
+	for _, m := range minus {
+		all = fmt.Sprintf("(%s) EXCEPT SELECT * FROM %s", all, m)
+	}
+	if sp.action != config.ActionSoft {
+		return all, all, ""
+	}
+	t := sp.table
+	col := sp.nodes[0].Tombstone
+	live := pg.QuoteIdent(col.Name) + " IS NULL"
+	if policy.IsBoolean(col) {
+		live = pg.QuoteIdent(col.Name) + " IS NOT TRUE"
+	}
+	sql = fmt.Sprintf("SELECT %s FROM %s t WHERE %s IN (%s) AND t.%s", keySelect(t, "t"), t.Name.Quoted(), keyRef(t, "t"), all, live)
+	return sql, all, ""
+}
+
+// aggregate computes the final per-table sets as temp tables (see setSQL).
 func (s *Sets) aggregate(ctx context.Context) error {
 	for _, rel := range s.agg {
 		target := rel[:strings.IndexByte(rel, '\x00')]
@@ -421,97 +510,35 @@ func (s *Sets) aggregate(ctx context.Context) error {
 	}
 	s.agg = nil
 	s.Tables = nil
-	type key struct {
-		target string
-		table  *schema.Table
-	}
-	var order []key
-	byAction := map[key]map[string][]*policy.Node{}
-	for _, n := range s.Plan.Nodes {
-		k := key{n.Target, n.Table}
-		if byAction[k] == nil {
-			byAction[k] = map[string][]*policy.Node{}
-			order = append(order, k)
+	rel := func(n *policy.Node) string { return s.nodes[n.ID].rel }
+	for _, sp := range tableSpecs(s.Plan) {
+		del, soft := "", ""
+		if ts := s.Table(sp.target, sp.table, config.ActionDelete); ts != nil {
+			del = ts.Rel
 		}
-		byAction[k][n.Action] = append(byAction[k][n.Action], n)
-	}
-	for _, k := range order {
-		acts := byAction[k]
-		q := s.q[k.target]
-		var del, soft string
-		for _, action := range []string{config.ActionDelete, config.ActionSoft, config.ActionDetach, config.ActionBlock, config.ActionKeep} {
-			nodes := acts[action]
-			if len(nodes) == 0 {
-				continue
-			}
-			union := s.union(nodes)
-			var minus []string
-			if del != "" {
-				minus = append(minus, del)
-			}
-			if action == config.ActionKeep && soft != "" {
-				minus = append(minus, soft)
-			}
-			ts := &TableSet{Target: k.target, Table: k.table, Action: action, Nodes: nodes}
-			switch {
-			case action == config.ActionSoft:
-				if err := s.softSet(ctx, q, ts, union, minus); err != nil {
-					return err
-				}
-				soft = ts.Rel
-			case len(nodes) == 1 && len(minus) == 0:
-				ts.Rel, ts.Rows = s.nodes[nodes[0].ID].rel, s.nodes[nodes[0].ID].rows
-			default:
-				sql := union
-				for _, m := range minus {
-					sql = fmt.Sprintf("(%s) EXCEPT SELECT * FROM %s", sql, m)
-				}
-				rel, rows, err := s.materialize(ctx, k.target, sql)
-				if err != nil {
-					return err
-				}
-				ts.Rel, ts.Rows = rel, rows
-			}
-			if action == config.ActionDelete {
-				del = ts.Rel
-			}
-			s.Tables = append(s.Tables, ts)
+		if ts := s.Table(sp.target, sp.table, config.ActionSoft); ts != nil {
+			soft = ts.Rel
 		}
+		sql, all, reuse := setSQL(sp, rel, del, soft)
+		ts := &TableSet{Target: sp.target, Table: sp.table, Action: sp.action, Nodes: sp.nodes}
+		if reuse != "" {
+			ts.Rel, ts.Rows = reuse, s.nodes[sp.nodes[0].ID].rows
+		} else {
+			r, rows, err := s.materialize(ctx, sp.target, sql)
+			if err != nil {
+				return err
+			}
+			ts.Rel, ts.Rows = r, rows
+			if sp.action == config.ActionSoft {
+				var total int64
+				if err := s.q[sp.target].QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM (%s) x", all)).Scan(&total); err != nil {
+					return pg.Interpret(err)
+				}
+				ts.AlreadyTombstoned = total - rows
+			}
+		}
+		s.Tables = append(s.Tables, ts)
 	}
-	return nil
-}
-
-func (s *Sets) union(nodes []*policy.Node) string {
-	parts := make([]string, len(nodes))
-	for i, n := range nodes {
-		parts[i] = "SELECT * FROM " + s.nodes[n.ID].rel
-	}
-	return strings.Join(parts, " UNION ")
-}
-
-// softSet splits the rows to tombstone from those already tombstoned.
-func (s *Sets) softSet(ctx context.Context, q Querier, ts *TableSet, union string, minus []string) error {
-	col := ts.Nodes[0].Tombstone
-	sql := union
-	for _, m := range minus {
-		sql = fmt.Sprintf("(%s) EXCEPT SELECT * FROM %s", sql, m)
-	}
-	t := ts.Table
-	live := pg.QuoteIdent(col.Name) + " IS NULL"
-	if policy.IsBoolean(col) {
-		live = pg.QuoteIdent(col.Name) + " IS NOT TRUE"
-	}
-	all := fmt.Sprintf("SELECT %s FROM %s t WHERE %s IN (%s)", keySelect(t, "t"), t.Name.Quoted(), keyRef(t, "t"), sql)
-	rel, rows, err := s.materialize(ctx, ts.Target, all+" AND t."+live)
-	if err != nil {
-		return err
-	}
-	ts.Rel, ts.Rows = rel, rows
-	var total int64
-	if err := q.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM (%s) x", sql)).Scan(&total); err != nil {
-		return pg.Interpret(err)
-	}
-	ts.AlreadyTombstoned = total - rows
 	return nil
 }
 
@@ -609,7 +636,7 @@ func (s *Sets) rebuildSubtree(ctx context.Context, n *policy.Node) error {
 	q := s.q[n.Target]
 	for id := n.ID + 1; id <= end; id++ {
 		m := s.Plan.Nodes[id]
-		sql, args, err := s.selectSQL(ctx, m)
+		sql, args, err := s.selectSQL(ctx, m, 1)
 		if err != nil {
 			return err
 		}

@@ -232,11 +232,16 @@ func (e *Engine) Run(ctx context.Context, plan *policy.Plan, rootKey []string) (
 		opened = append(opened, tx)
 		txs[t] = tx
 	}
-	sets, err := Evaluate(ctx, txs, plan, rootKey)
-	if err != nil {
-		return nil, err
+	var p *Preview
+	var err error
+	if Inlineable(plan) {
+		p, err = EvaluateInline(ctx, txs, plan, rootKey)
+	} else {
+		var sets *Sets
+		if sets, err = Evaluate(ctx, txs, plan, rootKey); err == nil {
+			p, err = Describe(ctx, sets)
+		}
 	}
-	p, err := Describe(ctx, sets)
 	if err != nil {
 		return nil, err
 	}
@@ -247,37 +252,110 @@ func (e *Engine) Run(ctx context.Context, plan *policy.Plan, rootKey []string) (
 // Describe turns evaluated sets into a preview: tree with samples, summary, blockers, warnings
 // and digest. It reads from the sets' transactions.
 func Describe(ctx context.Context, s *Sets) (*Preview, error) {
-	plan := s.Plan
+	f, err := s.facts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return assemble(ctx, s.q[s.Plan.Root.Target], s.Plan, s.RootKey, f)
+}
+
+// facts are the numbers a preview is made of, however they were computed.
+type facts struct {
+	nodeRows []int64
+	samples  [][]Row
+	tables   []tableFact
+	blockers []Blocker
+	kept     []KeptOwned
+}
+
+type tableFact struct {
+	spec    tableSpec
+	rows    int64
+	already int64
+	hash    string
+}
+
+// facts reads counts, samples and key hashes from the sets' temp tables.
+func (s *Sets) facts(ctx context.Context) (*facts, error) {
+	f := &facts{nodeRows: make([]int64, len(s.nodes)), samples: make([][]Row, len(s.nodes)), kept: s.Kept}
+	for _, n := range s.Plan.Nodes {
+		f.nodeRows[n.ID] = s.nodes[n.ID].rows
+		if s.nodes[n.ID].rows == 0 {
+			continue
+		}
+		sample, err := querySample(ctx, s.q[n.Target], n.Table, s.nodes[n.ID].rel)
+		if err != nil {
+			return nil, err
+		}
+		f.samples[n.ID] = sample
+	}
+	for _, ts := range s.Tables {
+		tf := tableFact{spec: tableSpec{target: ts.Target, table: ts.Table, action: ts.Action, nodes: ts.Nodes}, rows: ts.Rows, already: ts.AlreadyTombstoned, hash: emptyKeyHash}
+		if ts.Rows > 0 {
+			if err := s.q[ts.Target].QueryRow(ctx, "SELECT "+keyHashSQL(ts.Rel)).Scan(&tf.hash); err != nil {
+				return nil, pg.Interpret(err)
+			}
+		}
+		f.tables = append(f.tables, tf)
+		if ts.Action != config.ActionBlock || ts.Rows == 0 {
+			continue
+		}
+		for _, n := range ts.Nodes {
+			both := blockedOf(s.nodes[n.ID].rel, ts.Rel)
+			var rows int64
+			if err := s.q[n.Target].QueryRow(ctx, "SELECT count(*) FROM "+both).Scan(&rows); err != nil {
+				return nil, pg.Interpret(err)
+			}
+			if rows == 0 {
+				continue
+			}
+			sample, err := querySample(ctx, s.q[n.Target], n.Table, both)
+			if err != nil {
+				return nil, err
+			}
+			f.blockers = append(f.blockers, Blocker{Target: n.Target, Table: n.Table.Name.String(), Path: n.Path(), Reason: n.BlockReason, Rows: rows, Sample: sample})
+		}
+	}
+	return f, nil
+}
+
+// blockedOf is the relation of a block node's rows that stay blocked.
+func blockedOf(nodeRel, blockRel string) string {
+	return fmt.Sprintf("(SELECT * FROM %s INTERSECT SELECT * FROM %s) b", nodeRel, blockRel)
+}
+
+// assemble builds the preview from facts.
+func assemble(ctx context.Context, rq Querier, plan *policy.Plan, rootKey []string, f *facts) (*Preview, error) {
 	root := plan.Root
 	p := &Preview{
 		Kind: plan.Kind.Name, Target: root.Target, Action: root.Action,
 		PolicyHash: plan.PolicyHash, Fingerprints: plan.Fingerprints, Exact: true,
-		At: time.Now().UTC(), Blockers: []Blocker{}, Warnings: []Warning{},
+		At: time.Now().UTC(), Blockers: f.blockers, Warnings: []Warning{},
 	}
-	rq := s.q[root.Target]
-	label, tomb, err := rootInfo(ctx, rq, plan, s.RootKey)
+	if p.Blockers == nil {
+		p.Blockers = []Blocker{}
+	}
+	label, tomb, err := rootInfo(ctx, rq, plan, rootKey)
 	if err != nil {
 		return nil, err
 	}
-	p.Root = Root{Table: root.Table.Name.String(), Key: strings.Join(s.RootKey, ","), Keys: s.RootKey, Label: label, Tombstoned: tomb}
+	p.Root = Root{Table: root.Table.Name.String(), Key: strings.Join(rootKey, ","), Keys: rootKey, Label: label, Tombstoned: tomb}
 
-	// Summary and key hashes.
 	perTarget := map[string]*Totals{}
 	tables := map[string]bool{}
-	for _, ts := range s.Tables {
-		hash, err := keyHash(ctx, s.q[ts.Target], ts.Rel)
-		if err != nil {
-			return nil, err
+	for _, tf := range f.tables {
+		sp := tf.spec
+		if tf.rows > 0 || tf.already > 0 {
+			// Tables reached with no rows stay visible in the tree; the summary lists rows.
+			p.Summary = append(p.Summary, SummaryLine{Target: sp.target, Table: sp.table.Name.String(), Action: sp.action, Rows: tf.rows, AlreadyTombstoned: tf.already, KeyHash: tf.hash})
 		}
-		line := SummaryLine{Target: ts.Target, Table: ts.Table.Name.String(), Action: ts.Action, Rows: ts.Rows, AlreadyTombstoned: ts.AlreadyTombstoned, KeyHash: hash}
-		p.Summary = append(p.Summary, line)
-		if perTarget[ts.Target] == nil {
-			perTarget[ts.Target] = &Totals{}
+		if perTarget[sp.target] == nil {
+			perTarget[sp.target] = &Totals{}
 		}
-		addTotals(perTarget[ts.Target], ts.Action, ts.Rows)
-		addTotals(&p.Totals, ts.Action, ts.Rows)
-		if ts.Rows > 0 && ts.Action != config.ActionKeep {
-			tables[ts.Target+"\x00"+ts.Table.Name.String()] = true
+		addTotals(perTarget[sp.target], sp.action, tf.rows)
+		addTotals(&p.Totals, sp.action, tf.rows)
+		if tf.rows > 0 && sp.action != config.ActionKeep {
+			tables[sp.target+"\x00"+sp.table.Name.String()] = true
 		}
 	}
 	p.Totals.Tables = len(tables)
@@ -288,49 +366,18 @@ func Describe(ctx context.Context, s *Sets) (*Preview, error) {
 		}
 		p.Targets = append(p.Targets, tt)
 	}
-
-	// Tree with samples.
 	nodes := make([]*Node, len(plan.Nodes))
 	for _, n := range plan.Nodes {
-		out := treeNode(n, s.nodes[n.ID].rows, false)
+		out := treeNode(n, f.nodeRows[n.ID], false)
 		out.Recursive = n.Recursive(plan)
-		if s.nodes[n.ID].rows > 0 {
-			sample, err := sampleRows(ctx, s.q[n.Target], n.Table, s.nodes[n.ID].rel)
-			if err != nil {
-				return nil, err
-			}
-			out.Sample = sample
-		}
+		out.Sample = f.samples[n.ID]
 		nodes[n.ID] = out
 		if n.Parent != nil {
 			nodes[n.Parent.ID].Children = append(nodes[n.Parent.ID].Children, out)
 		}
 	}
 	p.Tree = nodes[0]
-
-	// Blockers: rows reached through a blocking path and not deleted through another.
-	for _, ts := range s.Tables {
-		if ts.Action != config.ActionBlock || ts.Rows == 0 {
-			continue
-		}
-		for _, n := range ts.Nodes {
-			var rows int64
-			err := s.q[n.Target].QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s WHERE %s IN (SELECT * FROM %s)", s.nodes[n.ID].rel, setKeys(n.Table), ts.Rel)).Scan(&rows)
-			if err != nil {
-				return nil, pg.Interpret(err)
-			}
-			if rows == 0 {
-				continue
-			}
-			sample, err := sampleRows(ctx, s.q[n.Target], n.Table, ts.Rel)
-			if err != nil {
-				return nil, err
-			}
-			p.Blockers = append(p.Blockers, Blocker{Target: n.Target, Table: n.Table.Name.String(), Path: n.Path(), Reason: n.BlockReason, Rows: rows, Sample: sample})
-		}
-	}
-
-	p.Warnings = warnings(plan, s, p)
+	p.Warnings = warnings(plan, f, p)
 	p.Digest = Digest(p)
 	return p, nil
 }
@@ -358,7 +405,7 @@ func treeNode(n *policy.Node, rows int64, estimate bool) *Node {
 	return out
 }
 
-func warnings(plan *policy.Plan, s *Sets, p *Preview) []Warning {
+func warnings(plan *policy.Plan, f *facts, p *Preview) []Warning {
 	ws := []Warning{}
 	if p.Root.Tombstoned {
 		if plan.Root.Action == config.ActionSoft {
@@ -369,7 +416,7 @@ func warnings(plan *policy.Plan, s *Sets, p *Preview) []Warning {
 	}
 	seen := map[string]bool{}
 	for _, n := range plan.Nodes {
-		if n.Edge == nil || n.Edge.FK == nil || n.Edge.Kind != policy.EdgeFK || n.Edge.FK.Indexed || s.nodes[n.ID].rows == 0 {
+		if n.Edge == nil || n.Edge.FK == nil || n.Edge.Kind != policy.EdgeFK || n.Edge.FK.Indexed || f.nodeRows[n.ID] == 0 {
 			continue
 		}
 		if n.Action == config.ActionKeep {
@@ -382,12 +429,12 @@ func warnings(plan *policy.Plan, s *Sets, p *Preview) []Warning {
 		seen[name] = true
 		ws = append(ws, Warning{Code: "unindexed_fk", Message: fmt.Sprintf("%s has no index on %s: each cascade step scans the table (CREATE INDEX ON %s (%s))", n.Edge.FK.Child, strings.Join(n.Edge.FK.Columns, ", "), n.Edge.FK.Child.Quoted(), pg.QuoteIdents(n.Edge.FK.Columns))})
 	}
-	for _, ts := range s.Tables {
-		if ts.AlreadyTombstoned > 0 {
-			ws = append(ws, Warning{Code: "already_tombstoned", Message: fmt.Sprintf("%s: %s rows are already tombstoned and are left untouched", ts.Table.Name, Thousands(ts.AlreadyTombstoned))})
+	for _, tf := range f.tables {
+		if tf.already > 0 {
+			ws = append(ws, Warning{Code: "already_tombstoned", Message: fmt.Sprintf("%s: %s rows are already tombstoned and are left untouched", tf.spec.table.Name, Thousands(tf.already))})
 		}
 	}
-	for _, k := range s.Kept {
+	for _, k := range f.kept {
 		ws = append(ws, Warning{Code: "owned_still_referenced", Message: fmt.Sprintf("%s: %s owned rows are kept because other rows still refer to them", k.Node.Table.Name, Thousands(k.Rows))})
 	}
 	if changed := p.Totals.Changed(); changed > 0 {
@@ -439,71 +486,77 @@ func Digest(p *Preview) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// keyHash hashes a set's sorted keys in SQL, so the keys never travel to Go.
-func keyHash(ctx context.Context, q Querier, rel string) (string, error) {
-	var h string
-	err := q.QueryRow(ctx, fmt.Sprintf(`SELECT encode(sha256(convert_to(coalesce(string_agg(s::text, E'\n' ORDER BY s::text COLLATE "C"), ''), 'UTF8')), 'hex') FROM %s s`, rel)).Scan(&h)
-	return h, pg.Interpret(err)
+// emptyKeyHash is keyHash of an empty set: SHA-256 of the empty string.
+const emptyKeyHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+// keyHashSQL hashes a set's sorted keys in SQL, so the keys never travel to Go. The row text of
+// a temp table's row and of a CTE's row is the same record text, so both evaluations agree.
+func keyHashSQL(rel string) string {
+	return fmt.Sprintf(`(SELECT encode(sha256(convert_to(coalesce(string_agg(s::text, E'\n' ORDER BY s::text COLLATE "C"), ''), 'UTF8')), 'hex') FROM %s s)`, rel)
 }
 
-// sampleRows reads up to SampleSize rows of a set, ordered by key, with label-like columns.
-func sampleRows(ctx context.Context, q Querier, t *schema.Table, rel string) ([]Row, error) {
+// sampleSQL is a scalar subquery returning up to SampleSize rows of a set as a JSON array of
+// arrays of text: key columns, then label-like columns. from is a relation name or an aliased
+// subquery.
+func sampleSQL(t *schema.Table, from string) string {
 	keys := KeyColumns(t)
-	labels := t.LabelColumns()
-	sel := make([]string, 0, len(keys)+len(labels))
-	for _, k := range keys {
+	sel := make([]string, 0, len(keys)+4)
+	order := make([]string, len(keys))
+	for i, k := range keys {
 		if k == ctidKey {
 			sel = append(sel, "t.ctid::text")
 		} else {
 			sel = append(sel, "t."+pg.QuoteIdent(k)+"::text")
 		}
+		order[i] = pg.QuoteIdent(k)
 	}
-	for _, l := range labels {
+	for _, l := range t.LabelColumns() {
 		sel = append(sel, "t."+pg.QuoteIdent(l)+"::text")
 	}
-	order := strings.Join(func() []string {
-		o := make([]string, len(keys))
-		for i, k := range keys {
-			o[i] = pg.QuoteIdent(k)
-		}
-		return o
-	}(), ", ")
-	sql := fmt.Sprintf("SELECT %s FROM %s t WHERE %s IN (SELECT * FROM (SELECT * FROM %s ORDER BY %s LIMIT %d) s) ORDER BY %s",
-		strings.Join(sel, ", "), t.Name.Quoted(), keyRef(t, "t"), rel, order, SampleSize, strings.Join(strings.Split(keyRefList(t, "t"), ","), ","))
-	rows, err := q.Query(ctx, sql)
-	if err != nil {
-		return nil, pg.Interpret(err)
+	return fmt.Sprintf("(SELECT coalesce(json_agg(json_build_array(%s) ORDER BY %s), '[]') FROM %s t WHERE %s IN (SELECT * FROM (SELECT * FROM %s ORDER BY %s LIMIT %d) s))",
+		strings.Join(sel, ", "), keyRefList(t, "t"), t.Name.Quoted(), keyRef(t, "t"), from, strings.Join(order, ", "), SampleSize)
+}
+
+// parseSample turns sampleSQL's JSON into rows.
+func parseSample(t *schema.Table, raw []byte) ([]Row, error) {
+	var vals [][]*string
+	if err := json.Unmarshal(raw, &vals); err != nil {
+		return nil, fmt.Errorf("sample of %s: %w", t.Name, err)
 	}
-	defer rows.Close()
+	keys := KeyColumns(t)
+	labels := t.LabelColumns()
 	var out []Row
-	for rows.Next() {
-		vals := make([]*string, len(sel))
-		dest := make([]any, len(sel))
-		for i := range vals {
-			dest[i] = &vals[i]
-		}
-		if err := rows.Scan(dest...); err != nil {
-			return nil, err
+	for _, v := range vals {
+		if len(v) != len(keys)+len(labels) {
+			return nil, fmt.Errorf("sample of %s: %d values, want %d", t.Name, len(v), len(keys)+len(labels))
 		}
 		r := Row{}
 		kv := make([]string, len(keys))
 		for i := range keys {
-			kv[i] = deref(vals[i])
+			kv[i] = deref(v[i])
 		}
 		r.Key = strings.Join(kv, ",")
 		for i, l := range labels {
-			v := vals[len(keys)+i]
-			if v == nil {
+			x := v[len(keys)+i]
+			if x == nil {
 				continue
 			}
-			r.Values = append(r.Values, Column{Name: l, Value: *v})
+			r.Values = append(r.Values, Column{Name: l, Value: *x})
 			if r.Label == "" {
-				r.Label = *v
+				r.Label = *x
 			}
 		}
 		out = append(out, r)
 	}
-	return out, pg.Interpret(rows.Err())
+	return out, nil
+}
+
+func querySample(ctx context.Context, q Querier, t *schema.Table, from string) ([]Row, error) {
+	var raw []byte
+	if err := q.QueryRow(ctx, "SELECT "+sampleSQL(t, from)).Scan(&raw); err != nil {
+		return nil, pg.Interpret(err)
+	}
+	return parseSample(t, raw)
 }
 
 func keyRefList(t *schema.Table, alias string) string {
