@@ -48,10 +48,11 @@ func cmdDemo(ctx context.Context, args []string, env Env) error {
 	}
 	admin, err := pg.Open(ctx, *adminURL, pg.Options{MaxConns: 2, ApplicationName: "tombstone demo"})
 	if err != nil {
-		return &ExitError{Code: 2, Err: fmt.Errorf("%w\nThe demo needs a PostgreSQL server (12 or newer) it can create databases on.\n"+
+		fmt.Fprint(env.Stderr, "The demo needs a PostgreSQL server (12 or newer) it can create databases on.\n"+
 			"  Debian/Ubuntu: apt-get install postgresql && pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n"+
 			"  macOS:         brew install postgresql@16 && brew services start postgresql@16\n"+
-			"Or point --admin-url / TOMBSTONE_DEMO_ADMIN_URL at one.", err)}
+			"Or point --admin-url / TOMBSTONE_DEMO_ADMIN_URL at one.\n")
+		return &ExitError{Code: 2, Err: err}
 	}
 	defer admin.Close()
 
