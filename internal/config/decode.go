@@ -20,7 +20,7 @@ const (
 	DefaultLockTimeout      = 5 * time.Second
 	DefaultStatementTimeout = 10 * time.Minute
 	DefaultBatchRows        = 10000
-	DefaultMaxBatchSeconds  = 5 * time.Second
+	DefaultMaxBatchTime  = 5 * time.Second
 	DefaultCheckpoint       = time.Hour
 )
 
@@ -285,7 +285,7 @@ func (d *decoder) kind(name string, k, n *yaml.Node, path string) *Kind {
 			kd.BatchRows = DefaultBatchRows
 		}
 		if kd.MaxBatchSeconds == 0 {
-			kd.MaxBatchSeconds = Duration(DefaultMaxBatchSeconds)
+			kd.MaxBatchSeconds = Duration(DefaultMaxBatchTime)
 		}
 	}
 	return kd

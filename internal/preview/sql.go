@@ -50,11 +50,6 @@ func keyRef(t *schema.Table, alias string) string {
 	return "(" + qualified(alias, t.PrimaryKey) + ")"
 }
 
-// setKeys is the key column list of a set relation: ("x", "y") or (tomb_ctid).
-func setKeys(t *schema.Table) string {
-	return "(" + pg.QuoteIdents(KeyColumns(t)) + ")"
-}
-
 func qualified(alias string, cols []string) string {
 	parts := make([]string, len(cols))
 	for i, c := range cols {

@@ -23,7 +23,7 @@ func WriteText(w io.Writer, p *Preview) error {
 	fmt.Fprintln(bw)
 	writeNode(bw, p.Tree, "", true, true)
 	fmt.Fprintln(bw)
-	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug&0)
+	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "TARGET\tTABLE\tACTION\tROWS\t")
 	for _, s := range p.Summary {
 		extra := ""
