@@ -20,7 +20,7 @@ const (
 	DefaultLockTimeout      = 5 * time.Second
 	DefaultStatementTimeout = 10 * time.Minute
 	DefaultBatchRows        = 10000
-	DefaultMaxBatchTime  = 5 * time.Second
+	DefaultMaxBatchTime     = 5 * time.Second
 	DefaultCheckpoint       = time.Hour
 )
 
