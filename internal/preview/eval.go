@@ -46,6 +46,31 @@ type Options struct {
 	// are read. Used by the executor in a READ COMMITTED transaction: a concurrent insert of a
 	// child then waits for the executor and can neither be orphaned nor escape the count.
 	Lock bool
+	// ScratchSchema, when set, holds the sets as ordinary unlogged tables named
+	// ScratchPrefix+name in that schema instead of temp tables. PostgreSQL refuses to PREPARE
+	// a transaction that touched temp tables, so a transaction meant for two-phase commit
+	// evaluates this way. The tables live only inside the transaction: the caller must Drop
+	// them before it commits or prepares, and must make the prefix unique among concurrent
+	// transactions on the target (a second CREATE of the same name waits for the first).
+	ScratchSchema string
+	ScratchPrefix string
+}
+
+// relName names a set relation: a temp table, or a scratch table (Options.ScratchSchema).
+func (s *Sets) relName(format string, args ...any) string {
+	name := fmt.Sprintf(format, args...)
+	if s.opts.ScratchSchema == "" {
+		return "pg_temp." + pg.QuoteIdent(name)
+	}
+	return pg.QuoteIdent(s.opts.ScratchSchema) + "." + pg.QuoteIdent(s.opts.ScratchPrefix+name)
+}
+
+// createAs starts the statement that creates set relation rel from a query.
+func (s *Sets) createAs(rel string) string {
+	if s.opts.ScratchSchema == "" {
+		return "CREATE TEMP TABLE " + rel + " ON COMMIT DROP AS "
+	}
+	return "CREATE UNLOGGED TABLE " + rel + " AS "
 }
 
 type nodeSet struct {
@@ -134,8 +159,8 @@ func (s *Sets) buildRoot(ctx context.Context) error {
 		conds[i] = fmt.Sprintf("t.%s = CAST($%d::text AS %s)", pg.QuoteIdent(c), i+1, t.Column(c).Type)
 		args[i] = s.RootKey[i]
 	}
-	rel := tempName("tomb_n%d", root.ID)
-	sql := fmt.Sprintf("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s FROM %s t WHERE %s", rel, keySelect(t, "t"), t.Name.Quoted(), strings.Join(conds, " AND "))
+	rel := s.relName("tomb_n%d", root.ID)
+	sql := s.createAs(rel) + fmt.Sprintf("SELECT %s FROM %s t WHERE %s", keySelect(t, "t"), t.Name.Quoted(), strings.Join(conds, " AND "))
 	tag, err := s.q[root.Target].Exec(ctx, sql, args...)
 	if err != nil {
 		return fmt.Errorf("find root: %w", pg.Interpret(err))
@@ -220,8 +245,8 @@ func (s *Sets) buildTarget(ctx context.Context, target string) error {
 		if err != nil {
 			return err
 		}
-		rel := tempName("tomb_n%d", n.ID)
-		tag, err := s.q[target].Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE %s ON COMMIT DROP AS %s", rel, sql), args...)
+		rel := s.relName("tomb_n%d", n.ID)
+		tag, err := s.q[target].Exec(ctx, s.createAs(rel)+sql, args...)
 		if err != nil {
 			return fmt.Errorf("node %s: %w", n.Path(), pg.Interpret(err))
 		}
@@ -544,8 +569,8 @@ func (s *Sets) aggregate(ctx context.Context) error {
 
 func (s *Sets) materialize(ctx context.Context, target, sql string) (string, int64, error) {
 	s.seqTmp++
-	rel := tempName("tomb_a%d", s.seqTmp)
-	tag, err := s.q[target].Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE %s ON COMMIT DROP AS %s", rel, sql))
+	rel := s.relName("tomb_a%d", s.seqTmp)
+	tag, err := s.q[target].Exec(ctx, s.createAs(rel)+sql)
 	if err != nil {
 		return "", 0, pg.Interpret(err)
 	}

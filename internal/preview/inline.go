@@ -124,7 +124,7 @@ func (s *Sets) inlineTarget(ctx context.Context, target string, specs []tableSpe
 		if sp.action == config.ActionSoft {
 			already = fmt.Sprintf("(SELECT count(*) FROM (%s) x) - (SELECT count(*) FROM %s)", all, name)
 		}
-		rows = append(rows, fmt.Sprintf("SELECT 't', %d, (SELECT count(*) FROM %s), %s, %s, NULL::text", i, name, already, keyHashSQL(name)))
+		rows = append(rows, fmt.Sprintf("SELECT 't', %d, (SELECT count(*) FROM %s), %s, %s, NULL::text", i, name, already, keyHashSQL(sp.table, name)))
 		if sp.action == config.ActionBlock {
 			for _, n := range sp.nodes {
 				both := blockedOf(s.nodes[n.ID].rel, name)

@@ -292,7 +292,7 @@ func (s *Sets) facts(ctx context.Context) (*facts, error) {
 	for _, ts := range s.Tables {
 		tf := tableFact{spec: tableSpec{target: ts.Target, table: ts.Table, action: ts.Action, nodes: ts.Nodes}, rows: ts.Rows, already: ts.AlreadyTombstoned, hash: emptyKeyHash}
 		if ts.Rows > 0 {
-			if err := s.q[ts.Target].QueryRow(ctx, "SELECT "+keyHashSQL(ts.Rel)).Scan(&tf.hash); err != nil {
+			if err := s.q[ts.Target].QueryRow(ctx, "SELECT "+keyHashSQL(ts.Table, ts.Rel)).Scan(&tf.hash); err != nil {
 				return nil, pg.Interpret(err)
 			}
 		}
@@ -489,10 +489,33 @@ func Digest(p *Preview) string {
 // emptyKeyHash is keyHash of an empty set: SHA-256 of the empty string.
 const emptyKeyHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
-// keyHashSQL hashes a set's sorted keys in SQL, so the keys never travel to Go. The row text of
-// a temp table's row and of a CTE's row is the same record text, so both evaluations agree.
-func keyHashSQL(rel string) string {
-	return fmt.Sprintf(`(SELECT encode(sha256(convert_to(coalesce(string_agg(s::text, E'\n' ORDER BY s::text COLLATE "C"), ''), 'UTF8')), 'hex') FROM %s s)`, rel)
+// keyHashSQL hashes a set's sorted keys in SQL, so the keys never travel to Go. Keys sort by
+// their own type (text in the "C" collation, so the order does not depend on the server's
+// locale); both evaluations build the same expression, so their digests agree.
+func keyHashSQL(t *schema.Table, rel string) string {
+	cols := KeyColumns(t)
+	order := make([]string, len(cols))
+	text := make([]string, len(cols))
+	for i, c := range cols {
+		ref := "s." + pg.QuoteIdent(c)
+		order[i] = ref
+		if col := t.Column(c); col != nil && collatable(col.Type) {
+			order[i] = ref + ` COLLATE "C"`
+		}
+		text[i] = ref + "::text"
+	}
+	return fmt.Sprintf(`(SELECT encode(sha256(convert_to(coalesce(string_agg(%s, E'\n' ORDER BY %s), ''), 'UTF8')), 'hex') FROM %s s)`,
+		strings.Join(text, " || ',' || "), strings.Join(order, ", "), rel)
+}
+
+// collatable reports whether a column type sorts by collation.
+func collatable(typ string) bool {
+	for _, p := range []string{"text", "character", "citext", "name"} {
+		if strings.HasPrefix(typ, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // sampleSQL is a scalar subquery returning up to SampleSize rows of a set as a JSON array of

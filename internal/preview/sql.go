@@ -2,7 +2,6 @@ package preview
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -74,9 +73,4 @@ func sameColumns(a, b []string) bool {
 		seen[x]--
 	}
 	return true
-}
-
-// tempName is the name of a temp relation (in pg_temp, dropped at transaction end).
-func tempName(format string, args ...any) string {
-	return "pg_temp." + pg.QuoteIdent(fmt.Sprintf(format, args...))
 }
