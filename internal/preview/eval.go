@@ -160,7 +160,8 @@ func (s *Sets) buildRoot(ctx context.Context) error {
 		args[i] = s.RootKey[i]
 	}
 	rel := s.relName("tomb_n%d", root.ID)
-	sql := s.createAs(rel) + fmt.Sprintf("SELECT %s FROM %s t WHERE %s", keySelect(t, "t"), t.Name.Quoted(), strings.Join(conds, " AND "))
+	base := fmt.Sprintf("SELECT %s FROM %s t WHERE %s", keySelect(t, "t"), t.Name.Quoted(), strings.Join(conds, " AND "))
+	sql := s.createAs(rel) + withSelf(root, base)
 	tag, err := s.q[root.Target].Exec(ctx, sql, args...)
 	if err != nil {
 		return fmt.Errorf("find root: %w", pg.Interpret(err))
@@ -371,6 +372,12 @@ func (s *Sets) selectSQL(ctx context.Context, n *policy.Node, argN int) (string,
 	} else {
 		base = s.reachSQL(n.Edge, n.Parent, n.Table)
 	}
+	return withSelf(n, base), args, nil
+}
+
+// withSelf closes a node's base query under its self back edges with WITH RECURSIVE (a tree:
+// parent_id → id), or returns base when it has none.
+func withSelf(n *policy.Node, base string) string {
 	var self []*policy.Edge
 	for _, b := range n.Back {
 		if b.To == n {
@@ -378,14 +385,14 @@ func (s *Sets) selectSQL(ctx context.Context, n *policy.Node, argN int) (string,
 		}
 	}
 	if len(self) == 0 {
-		return base, args, nil
+		return base
 	}
 	t := n.Table
 	if len(self) == 1 && len(t.PrimaryKey) > 0 && sameColumns(self[0].FromColumns, t.PrimaryKey) {
 		// The common tree (parent_id → id): a plain join lets the planner hash it.
 		e := self[0]
 		return fmt.Sprintf("WITH RECURSIVE r AS (%s UNION SELECT %s FROM r JOIN %s c ON (%s) = (%s)) SELECT * FROM r",
-			base, keySelect(t, "c"), t.Name.Quoted(), qualified("c", e.ToColumns), qualified("r", e.FromColumns)), args, nil
+			base, keySelect(t, "c"), t.Name.Quoted(), qualified("c", e.ToColumns), qualified("r", e.FromColumns))
 	}
 	terms := make([]string, len(self))
 	for i, e := range self {
@@ -396,8 +403,7 @@ func (s *Sets) selectSQL(ctx context.Context, n *policy.Node, argN int) (string,
 				keySelect(t, "c"), t.Name.Quoted(), t.Name.Quoted(), qualified("c", e.ToColumns), qualified("p", e.FromColumns), keyRef(t, "p"), rowOf("r", KeyColumns(t)))
 		}
 	}
-	sql := fmt.Sprintf("WITH RECURSIVE r AS (%s UNION SELECT x.* FROM r, LATERAL (%s) x) SELECT * FROM r", base, strings.Join(terms, " UNION ALL "))
-	return sql, args, nil
+	return fmt.Sprintf("WITH RECURSIVE r AS (%s UNION SELECT x.* FROM r, LATERAL (%s) x) SELECT * FROM r", base, strings.Join(terms, " UNION ALL "))
 }
 
 func rowOf(alias string, cols []string) string {

@@ -79,7 +79,8 @@ func (s *Sets) inlineTarget(ctx context.Context, target string, specs []tableSpe
 			args = append(args, s.RootKey[i])
 			conds[i] = fmt.Sprintf("t.%s = CAST($%d::text AS %s)", pg.QuoteIdent(c), len(args), t.Column(c).Type)
 		}
-		ctes = append(ctes, fmt.Sprintf("%s AS MATERIALIZED (SELECT %s FROM %s t WHERE %s)", s.nodes[0].rel, keySelect(t, "t"), t.Name.Quoted(), strings.Join(conds, " AND ")))
+		base := fmt.Sprintf("SELECT %s FROM %s t WHERE %s", keySelect(t, "t"), t.Name.Quoted(), strings.Join(conds, " AND "))
+		ctes = append(ctes, fmt.Sprintf("%s AS MATERIALIZED (%s)", s.nodes[0].rel, withSelf(plan.Root, base)))
 	}
 	for _, n := range plan.Nodes[1:] {
 		if n.Target != target {

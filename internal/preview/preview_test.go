@@ -179,3 +179,30 @@ tables:
 	require.Equal(t, int64(2), s["public.objects keep"])
 	require.Contains(t, fmt.Sprint(p.Warnings), "already tombstoned")
 }
+
+// A soft root on a self-referencing table tombstones its whole subtree, in the preview as in
+// the executor's locked evaluation.
+func TestSoftRootTree(t *testing.T) {
+	t.Parallel()
+	db, _ := pgtest.Empty(t)
+	exec(t, db, `
+		CREATE TABLE folders (id bigint PRIMARY KEY, parent_id bigint REFERENCES folders ON DELETE CASCADE, name text, deleted_at timestamptz);
+		INSERT INTO folders VALUES (1, NULL, 'a', NULL), (2, 1, 'b', NULL), (3, 2, 'c', NULL), (4, NULL, 'other', NULL);`)
+	e := engineFor(t, db, "kinds:\n  folder: {table: folders, root: soft}\n")
+	ctx := context.Background()
+	plan, err := e.Plan(ctx, "folder")
+	require.NoError(t, err)
+	require.True(t, preview.Inlineable(plan))
+	p, err := e.Run(ctx, plan, []string{"1"})
+	require.NoError(t, err)
+	require.Equal(t, map[string]int64{"public.folders soft": 3}, summary(p))
+
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	sets, err := preview.EvaluateWith(ctx, map[string]preview.Querier{"db": tx}, plan, []string{"1"}, preview.Options{Lock: true})
+	require.NoError(t, err)
+	locked, err := preview.Describe(ctx, sets)
+	require.NoError(t, err)
+	require.Equal(t, p.Digest, locked.Digest, "the executor's evaluation agrees with the preview")
+}
