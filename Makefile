@@ -32,8 +32,8 @@ generate: ## regenerate templ components
 check-generated: generate ## fail when generated files are not committed
 	@git diff --exit-code -- '*_templ.go' || { echo "generated files are stale: run make generate and commit"; exit 1; }
 
-bench: build ## run the benchmarks (BENCH_ROWS=1000000 by default)
-	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./internal/preview/
+bench: ## run the benchmarks: preview vs join counts (BENCH_ROWS, default 1,000,000), audit append and export
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./internal/preview/ ./internal/audit/
 
 clean: ## remove build output
 	rm -rf bin
