@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/uptrace/bun"
@@ -36,6 +37,10 @@ type Options struct {
 	ApplicationName string
 	// ConnectTimeout bounds the first connection; 0 means 5s.
 	ConnectTimeout time.Duration
+	// Unprepared runs every statement without server-side prepared statements. Use it for
+	// target databases: their SQL is generated per plan and root, so caching prepared
+	// statements (pgx's default) only holds plans in the server's memory until the pool closes.
+	Unprepared bool
 }
 
 // Open connects to url, pings the server and returns the pool and bun handle over it. An
@@ -50,6 +55,9 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	}
 	if opts.ApplicationName != "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = opts.ApplicationName
+	}
+	if opts.Unprepared {
+		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeDescribeExec
 	}
 	timeout := opts.ConnectTimeout
 	if timeout == 0 {

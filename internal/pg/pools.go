@@ -16,8 +16,10 @@ type Pools struct {
 	dbs  map[string]*DB
 }
 
-// NewPools returns pools for the named DSNs (e.g. the config's targets).
+// NewPools returns pools for the named DSNs (e.g. the config's targets). Their statements are
+// not prepared on the server (see Options.Unprepared).
 func NewPools(dsns map[string]string, opts Options) *Pools {
+	opts.Unprepared = true
 	return &Pools{dsns: dsns, opts: opts, dbs: map[string]*DB{}}
 }
 

@@ -169,7 +169,7 @@ func Empty(t testing.TB) (*pg.DB, string) {
 		t.Fatalf("pgtest: create database: %v", err)
 	}
 	u := WithDatabase(AdminURL(), name)
-	db, err := pg.Open(ctx, u, pg.Options{MaxConns: 8})
+	db, err := pg.Open(ctx, u, pg.Options{MaxConns: 8, Unprepared: true})
 	if err != nil {
 		drop(a, name)
 		t.Fatalf("pgtest: open %s: %v", name, err)
