@@ -27,8 +27,7 @@ func newFlags(name, usage string, env Env) *flag.FlagSet {
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
-		fs.Usage()
-		return errHelp
+		return errHelp // Parse has printed the usage
 	}
 	if err != nil {
 		return &usageError{msg: fmt.Sprintf("%s: %v (see 'console %s --help')", fs.Name(), err, strings.Fields(fs.Name())[0])}

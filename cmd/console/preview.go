@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tombstone-console/tombstone/internal/config"
+	"github.com/tombstone-console/tombstone/internal/exec"
 	"github.com/tombstone-console/tombstone/internal/pg"
 	"github.com/tombstone-console/tombstone/internal/policy"
 	"github.com/tombstone-console/tombstone/internal/preview"
@@ -63,7 +64,7 @@ func cmdPreview(ctx context.Context, args []string, env Env) error {
 	} else {
 		cand, err := engine.FindRoot(ctx, plan, *root)
 		if err != nil {
-			return &ExitError{Code: 2, Err: err}
+			return &ExitError{Code: 2, Err: alreadyDeleted(ctx, cfg, *kind, *root, err)}
 		}
 		p, err = engine.Run(ctx, plan, cand.Key)
 		if err != nil {
@@ -141,4 +142,23 @@ func cmdPolicy(ctx context.Context, args []string, env Env) error {
 		return &ExitError{Code: 1}
 	}
 	return nil
+}
+
+// alreadyDeleted turns "not found" into "already deleted by request #N" when the console
+// database records a done deletion of that root. Any other error, or a console database that
+// cannot be reached, leaves err as it is: the preview itself never needs the console.
+func alreadyDeleted(ctx context.Context, cfg *config.Config, kind, term string, err error) error {
+	if !errors.Is(err, preview.ErrRootNotFound) || cfg.Database == "" {
+		return err
+	}
+	db, oerr := pg.Open(ctx, cfg.Database, pg.Options{ApplicationName: "tombstone preview", ConnectTimeout: 2 * time.Second})
+	if oerr != nil {
+		return err
+	}
+	defer db.Close()
+	del, derr := exec.DeletedBy(ctx, db.Bun, kind, term)
+	if derr != nil {
+		return err
+	}
+	return fmt.Errorf("the %s %s is already deleted: request #%d deleted it (%s)", kind, term, del.ID, del.UpdatedAt.UTC().Format(time.RFC3339))
 }

@@ -10,8 +10,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tombstone-console/tombstone/internal/approval"
 	"github.com/tombstone-console/tombstone/internal/config"
+	"github.com/tombstone-console/tombstone/internal/metrics"
 	"github.com/tombstone-console/tombstone/internal/pg"
+	"github.com/tombstone-console/tombstone/internal/preview"
+	"github.com/tombstone-console/tombstone/internal/schema"
 	"github.com/tombstone-console/tombstone/internal/web"
 )
 
@@ -54,40 +58,50 @@ func cmdServe(ctx context.Context, args []string, env Env) error {
 	return serve(ctx, cfg, serveOptions{Listen: *listen, TLS: *tls, CertFile: *cert, KeyFile: *key}, env)
 }
 
-// serve runs the console until ctx ends: it opens and migrates the console database (exit 2
-// when unreachable), prepares lazy connections to the targets (a target that is down does not
-// stop the start; /readyz reports it), and serves the web application with graceful
-// shutdown. The demo command reuses it.
+// serve runs the console until ctx ends: it opens and migrates the console database and
+// River's job tables (exit 2 when unreachable), prepares lazy connections to the targets (a
+// target that is down does not stop the start; /readyz reports it), starts the background work
+// that console worker also runs (executions, sweeper, reconciler, expirer, notifications,
+// checkpoints), and serves the web application and /metrics with graceful shutdown. The demo
+// command reuses it.
 func serve(ctx context.Context, cfg *config.Config, opts serveOptions, env Env) error {
 	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	db, err := openConsole(ctx, cfg.Database)
+	db, targets, err := openRuntime(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	applied, err := pg.Migrate(ctx, db.Bun, pg.ConsoleMigrations())
-	if err != nil {
-		return &ExitError{Code: 2, Err: err}
-	}
-	for _, a := range applied {
-		log.Info("applied migration", "name", a)
-	}
-
-	// Target pools open on first use, so a target that is down does not stop the start.
-	dsns := map[string]string{}
-	for name, t := range cfg.Targets {
-		dsns[name] = t.DSN
-	}
-	targets := pg.NewPools(dsns, pg.Options{ApplicationName: "tombstone console", ConnectTimeout: 3 * time.Second})
 	defer targets.Close()
 
 	deps := opts.Web
 	deps.Config, deps.DB, deps.Targets, deps.Logger = cfg, db, targets, log
 	deps.TLS = deps.TLS || opts.TLS || opts.CertFile != ""
+	if deps.Engine == nil {
+		deps.Engine = sharedEngine(cfg, targets)
+	}
+	if deps.Approval == nil {
+		deps.Approval = approval.New(cfg)
+	}
 	srv, err := web.New(deps)
 	if err != nil {
 		return &ExitError{Code: 2, Err: err}
 	}
+	m := metrics.New(db.Bun)
+	bg, err := startBackground(ctx, backgroundDeps{
+		Config: cfg, DB: db, Targets: targets, Logger: log,
+		Engine: deps.Engine, Approval: deps.Approval, Metrics: m, Workers: 2,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := bg.stop(context.WithoutCancel(ctx)); err != nil {
+			log.Error("stopping the background work", "err", err)
+		}
+	}()
+	top := http.NewServeMux()
+	top.Handle("GET /metrics", m.Handler())
+	top.Handle("/", srv.Handler())
 
 	addr := opts.Listen
 	if addr == "" {
@@ -98,7 +112,7 @@ func serve(ctx context.Context, cfg *config.Config, opts serveOptions, env Env) 
 		return &ExitError{Code: 2, Err: fmt.Errorf("listen: %w", err)}
 	}
 	hs := &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           m.Instrument(top),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      2 * time.Minute,
@@ -148,4 +162,10 @@ func serve(ctx context.Context, cfg *config.Config, opts serveOptions, env Env) 
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// sharedEngine is the preview engine over the targets, with a schema cache shared by every
+// preview and execution of this process.
+func sharedEngine(cfg *config.Config, targets *pg.Pools) *preview.Engine {
+	return preview.NewEngine(cfg, targets, schema.NewCache(2*time.Second))
 }

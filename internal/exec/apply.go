@@ -146,6 +146,20 @@ func ApplyTx(ctx context.Context, tx pgx.Tx, target string, p Plan) (*Result, er
 	if pv.Digest != p.Digest {
 		return nil, &DriftError{Approved: p.Digest, Current: pv.Digest, Changes: Diff(p.Approved, pv.Summary)}
 	}
+	counts, err := applySets(ctx, tx, target, p, sets)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeLedger(ctx, tx, target, p.RequestID, pv.Digest, counts); err != nil {
+		return nil, err
+	}
+	return &Result{Digest: pv.Digest, Counts: counts, Summary: pv.Summary}, nil
+}
+
+// applySets archives and applies the target's share of checked sets inside tx: detach and
+// tombstone, then deletes children before parents, checking every statement's row count
+// against the sets. It writes no ledger row.
+func applySets(ctx context.Context, tx pgx.Tx, target string, p Plan, sets *preview.Sets) (Counts, error) {
 	report := func(s Step) {
 		if p.Progress != nil {
 			p.Progress(s)
@@ -197,10 +211,7 @@ func ApplyTx(ctx context.Context, tx pgx.Tx, target string, p Plan) (*Result, er
 			report(Step{Target: target, Table: ts.Table.Name.String(), Action: ts.Action, Rows: ts.Rows, Phase: "applied"})
 		}
 	}
-	if err := writeLedger(ctx, tx, target, p.RequestID, pv.Digest, counts); err != nil {
-		return nil, err
-	}
-	return &Result{Digest: pv.Digest, Counts: counts, Summary: pv.Summary}, nil
+	return counts, nil
 }
 
 func key(target string, ts *preview.TableSet) string {

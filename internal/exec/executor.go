@@ -20,14 +20,6 @@ import (
 	"github.com/tombstone-console/tombstone/internal/preview"
 )
 
-// ErrMultiTarget fails a request whose kind reaches more than one target: this executor runs
-// single-target kinds only.
-var ErrMultiTarget = errors.New("multi-target execution not yet supported: the kind reaches rows in more than one target")
-
-// ErrRestoreUnsupported fails an approved restore request: this executor cannot re-insert
-// archived rows yet; the archive stays in the target's tombstone schema until it expires.
-var ErrRestoreUnsupported = errors.New("restore requests cannot be executed by this version of the console; the archived rows are kept until they expire")
-
 // errNotRunning stops a target transaction whose request was settled by the reconciler (or
 // anyone else) meanwhile: it must not delete anything.
 var errNotRunning = errors.New("the request is no longer running")
@@ -82,6 +74,13 @@ type hooks struct {
 	beforeCommit func(ctx context.Context, tx pgx.Tx)
 	// afterCommit may replace the outcome of COMMIT as the executor sees it.
 	afterCommit func(err error) error
+	// beforePrepare runs before a target's PREPARE TRANSACTION (two-phase commit).
+	beforePrepare func(ctx context.Context, target string, tx pgx.Tx)
+	// prepared runs once every target is prepared, before the decision is recorded; decided
+	// once the commit decision is durable, before COMMIT PREPARED. An error from either
+	// makes the executor stop there as if it had died, leaving the prepared transactions.
+	prepared func() error
+	decided  func() error
 }
 
 func (e *Executor) log() *slog.Logger {
@@ -228,14 +227,11 @@ func failed(err error, attempts int) outcome {
 // never leaves a target transaction open.
 func (e *Executor) execute(ctx context.Context, req *approval.Request) outcome {
 	if req.Operation == approval.Restore {
-		return failed(ErrRestoreUnsupported, 0)
+		return e.executeRestore(ctx, req)
 	}
 	plan, err := e.Engine.Plan(ctx, req.Kind)
 	if err != nil {
 		return failed(fmt.Errorf("resolve the plan: %w", err), 0)
-	}
-	if len(plan.Targets) > 1 || (len(plan.Targets) == 1 && plan.Targets[0] != req.Target) {
-		return failed(ErrMultiTarget, 0)
 	}
 	if plan.PolicyHash != req.PolicyHash {
 		return drifted(Report{Reason: "the policy changed since the request was approved"})
@@ -247,6 +243,9 @@ func (e *Executor) execute(ctx context.Context, req *approval.Request) outcome {
 	}
 	if req.Preview == nil {
 		return failed(errors.New("the request has no frozen preview"), 0)
+	}
+	if len(plan.Targets) > 1 || plan.Targets[0] != req.Target {
+		return e.executeMulti(ctx, req, plan)
 	}
 	if err := e.migrateTarget(ctx, req.Target); err != nil {
 		return failed(err, 0)
@@ -499,19 +498,33 @@ func (e *Executor) settle(ctx context.Context, req *approval.Request, out outcom
 				return nil
 			}
 			tables := map[string]any{}
+			targets := map[string]any{}
 			for _, tc := range out.report.Tables {
 				tables[tc.Target+" "+tc.Table+" "+tc.Action] = tc.Rows
+				n, _ := targets[tc.Target].(int64)
+				targets[tc.Target] = n + tc.Rows
 			}
-			ev = requestEvent(req, doneAction(req), map[string]any{
+			details := map[string]any{
 				"tables": tables, "rows": out.report.Rows, "digest": out.report.Digest,
 				"attempts": int64(out.report.Attempts), "reconciled": out.report.Reconciled,
-			})
+				"targets": targets,
+			}
+			if out.report.Mode != "" {
+				details["mode"] = out.report.Mode
+			}
+			ev = requestEvent(req, doneAction(req), details)
 		case approval.Drifted:
 			changes := make([]any, 0, len(out.report.Changes))
 			for _, c := range out.report.Changes {
 				changes = append(changes, c.String())
 			}
 			ev = requestEvent(req, audit.ActionDrifted, map[string]any{"reason": out.errMsg, "changes": changes})
+		case approval.Partial:
+			targets := map[string]any{}
+			for _, tr := range out.report.Targets {
+				targets[tr.Target] = tr.State
+			}
+			ev = requestEvent(req, audit.ActionPaused, map[string]any{"error": out.errMsg, "targets": targets, "rows": out.report.Rows})
 		default:
 			ev = requestEvent(req, audit.ActionExecutionFailed, map[string]any{"error": out.errMsg, "attempts": int64(out.report.Attempts)})
 		}

@@ -147,13 +147,18 @@ func (j *Jobs) Enqueue(ctx context.Context, id int64) error {
 	return nil
 }
 
-// Sweep enqueues every approved request (a job that already waits is not duplicated) and
-// returns how many were newly queued. It covers approvals whose enqueue was lost (a crash
-// after the approving commit) and jobs River gave up on.
+// Sweep enqueues every approved request, and every partial request someone resumed (its
+// latest "resumed" audit event is newer than its latest "paused" one; see Resume), and
+// returns how many were newly queued (a job that already waits is not duplicated). It covers
+// approvals whose enqueue was lost (a crash after the approving commit) and jobs River gave
+// up on.
 func (j *Jobs) Sweep(ctx context.Context) (queued int, err error) {
 	defer pg.Wrap(&err, "exec.Sweep")
 	var ids []int64
-	if err := j.exec.DB.Bun.NewRaw("SELECT id FROM requests WHERE state = 'approved' ORDER BY id").Scan(ctx, &ids); err != nil {
+	if err := j.exec.DB.Bun.NewRaw(`SELECT id FROM requests r WHERE state = 'approved'
+		OR (state = 'partial' AND (SELECT max(seq) FROM audit_events a WHERE a.request_id = r.id AND a.action = 'resumed') >
+			(SELECT max(seq) FROM audit_events a WHERE a.request_id = r.id AND a.action = 'paused'))
+		ORDER BY id`).Scan(ctx, &ids); err != nil {
 		return 0, pg.Interpret(err)
 	}
 	for _, id := range ids {

@@ -21,16 +21,24 @@ const Interrupted = "the execution was interrupted before it committed (the exec
 // (with its executed audit event, written only if missing); no ledger row means it rolled
 // back, so the request failed with Interrupted. It returns how many requests it settled.
 //
+// A request that spans targets is settled the same way from every target's ledger: done when
+// all have their row, partial when some do, failed when none does. Before that, prepared
+// transactions left in the targets are committed or rolled back by the recorded decision
+// (ResolvePrepared), since they hold the fences and the locks.
+//
 // A request is skipped while an executor holds its console lock, or while a target
 // transaction holds its fence; a target that cannot be reached is skipped and tried again on
 // the next pass. Safe to run from any number of processes at once.
 func (e *Executor) Reconcile(ctx context.Context) (settled int, err error) {
 	defer pg.Wrap(&err, "exec.Reconcile")
+	var errs []error
+	if _, err := e.ResolvePrepared(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	var ids []int64
 	if err := e.DB.Bun.NewRaw("SELECT id FROM requests WHERE state = 'running' ORDER BY id").Scan(ctx, &ids); err != nil {
-		return 0, pg.Interpret(err)
+		return 0, errors.Join(append(errs, pg.Interpret(err))...)
 	}
-	var errs []error
 	for _, id := range ids {
 		ok, err := e.reconcileOne(ctx, id)
 		if err != nil {
@@ -59,21 +67,11 @@ func (e *Executor) reconcileOne(ctx context.Context, id int64) (bool, error) {
 		return false, nil
 	}
 	var out outcome
-	// The fence is held until the outcome is committed: an executor that was about to begin
-	// waits for it, then finds the request settled (stillRunning) and stops.
-	err = e.ledgerUnderFence(ctx, req.Target, id, false, func(led *LedgerRow, err error) error {
-		switch {
-		case err == nil:
-			out = outcome{state: approval.Done, report: Report{
-				Digest: led.Digest, Tables: led.Counts.Tables(), Rows: led.Counts.Total(), Reconciled: true,
-			}}
-		case errors.Is(err, pg.ErrNotFound):
-			out = outcome{state: approval.Failed, errMsg: Interrupted, report: Report{Reason: Interrupted, Reconciled: true}}
-		default:
-			return err
-		}
-		return e.settle(ctx, req, out)
-	})
+	if targets := requestTargets(req); len(targets) > 1 {
+		out, err = e.reconcileMulti(ctx, req, targets)
+	} else {
+		out, err = e.reconcileSingle(ctx, req)
+	}
 	if errors.Is(err, errBusy) {
 		return false, nil
 	}
@@ -90,6 +88,28 @@ func (e *Executor) reconcileOne(ctx context.Context, id int64) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// reconcileSingle settles a running single-target request by its target's ledger.
+func (e *Executor) reconcileSingle(ctx context.Context, req *approval.Request) (outcome, error) {
+	id := req.ID
+	var out outcome
+	// The fence is held until the outcome is committed: an executor that was about to begin
+	// waits for it, then finds the request settled (stillRunning) and stops.
+	err := e.ledgerUnderFence(ctx, req.Target, id, false, func(led *LedgerRow, err error) error {
+		switch {
+		case err == nil:
+			out = outcome{state: approval.Done, report: Report{
+				Digest: led.Digest, Tables: led.Counts.Tables(), Rows: led.Counts.Total(), Reconciled: true,
+			}}
+		case errors.Is(err, pg.ErrNotFound):
+			out = outcome{state: approval.Failed, errMsg: Interrupted, report: Report{Reason: Interrupted, Reconciled: true}}
+		default:
+			return err
+		}
+		return e.settle(ctx, req, out)
+	})
+	return out, err
 }
 
 // RunReconciler calls Reconcile now and then every interval until ctx is done, logging

@@ -12,9 +12,11 @@ import (
 // target_status while it runs (approval.Progress) and read by the request page.
 type TargetStatus struct {
 	Target string `json:"target"`
-	// Phase is locking, archived, applying or committed.
+	// Phase is waiting, locking, archived, applying, prepared, committed or failed.
 	Phase  string          `json:"phase"`
 	Tables []TableProgress `json:"tables"`
+	// Error is why the target failed (phase failed).
+	Error string `json:"error,omitempty"`
 }
 
 // TableProgress is one (table, action) of a running request: rows done out of planned.
@@ -31,6 +33,11 @@ const (
 	PhaseArchived  = "archived"
 	PhaseApplying  = "applying"
 	PhaseCommitted = "committed"
+	// The phases of a request that spans targets: waiting (not started, or rolled back to
+	// run again on resume), prepared (two-phase commit), failed.
+	PhaseWaiting  = "waiting"
+	PhasePrepared = "prepared"
+	PhaseFailed   = "failed"
 )
 
 // Report is the JSON the executor stores as a finished request's result: per-table counts
@@ -49,6 +56,10 @@ type Report struct {
 	// Reconciled is true when the outcome was settled from the target's ledger by the
 	// reconciler rather than by the executor that ran it.
 	Reconciled bool `json:"reconciled,omitempty"`
+	// Mode and Targets describe a request that spans targets: ModeAtomic or ModeOrdered, and
+	// each target's state and rows.
+	Mode    string         `json:"mode,omitempty"`
+	Targets []TargetResult `json:"targets,omitempty"`
 }
 
 // TableCount is the rows one action changed in one table.

@@ -119,6 +119,11 @@ func lintPlan(cfg *config.Config, plan *Plan, strict bool) []Finding {
 				Fix: fmt.Sprintf("CREATE INDEX ON %s (%s)", e.To.Quoted(), strings.Join(e.ToColumns, ", "))})
 		}
 		if e.Kind == EdgeAlso {
+			if from, to := plan.Root.Table.Column(e.FromColumns[0]), n.Table.Column(e.ToColumns[0]); from != nil && to != nil && !compatibleTypes(from.Type, to.Type) {
+				add(Finding{Code: "also_type", Edge: e.Name(), Msg: fmt.Sprintf("the linked column %s is %s but the root's %s is %s: the root's value is cast to %s, which fails or never matches",
+					e.ToColumns[0], to.Type, e.FromColumns[0], from.Type, to.Type),
+					Fix: fmt.Sprintf("link a column of the root's type (%s), or name the root column it matches with matches:", from.Type)})
+			}
 			if !n.Table.IndexedOn(e.ToColumns) {
 				add(Finding{Code: "unindexed_also", Edge: e.Name(), Msg: "the linked column has no index, so finding the root's rows scans " + e.To.String(),
 					Fix: fmt.Sprintf("CREATE INDEX ON %s (%s)", e.To.Quoted(), strings.Join(e.ToColumns, ", "))})
@@ -278,4 +283,32 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// compatibleTypes reports whether a linked column of type to can hold the root's values of
+// type from: the same type (lengths and precisions aside), or both integers or numerics, or
+// both text. The executor finds linked rows with to = ANY(root values cast to to), so any
+// other pair either fails the cast or compares values that never match.
+func compatibleTypes(from, to string) bool {
+	f, t := typeFamily(from), typeFamily(to)
+	if f == t {
+		return true
+	}
+	return (f == "integer" && t == "numeric") || (f == "numeric" && t == "integer")
+}
+
+func typeFamily(typ string) string {
+	base := typ
+	if i := strings.IndexByte(base, '('); i >= 0 {
+		base = strings.TrimSpace(base[:i]) + base[strings.IndexByte(base, ')')+1:]
+	}
+	switch base {
+	case "smallint", "integer", "bigint":
+		return "integer"
+	case "numeric":
+		return "numeric"
+	case "text", "character varying", "character", "citext", "name":
+		return "text"
+	}
+	return base
 }
