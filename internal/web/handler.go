@@ -12,6 +12,7 @@ import (
 
 	"github.com/a-h/templ"
 
+	"github.com/tombstone-console/tombstone/internal/approval"
 	"github.com/tombstone-console/tombstone/internal/auth"
 	"github.com/tombstone-console/tombstone/internal/pg"
 	"github.com/tombstone-console/tombstone/web/templates"
@@ -147,6 +148,12 @@ func (s *Server) pageFor(w http.ResponseWriter, r *http.Request, title, nav stri
 	}
 	if u := currentUser(r); u != nil {
 		p.User = &templates.Viewer{Name: u.Name, Label: u.Label(), Role: string(u.Role), Admin: u.Role == auth.Admin}
+		// The Requests badge; a failure only hides it.
+		n, err := approval.CountAwaiting(r.Context(), s.db.Bun, u.ID)
+		if err != nil {
+			s.logger(r.Context()).Warn("count requests awaiting the user", "err", err)
+		}
+		p.Awaiting = n
 	}
 	return p
 }

@@ -28,6 +28,8 @@ func (s *Server) routes() http.Handler {
 	s.page("POST /admin/users/{id}/role", auth.Administer, s.adminUserRole)
 	s.page("POST /admin/users/{id}/disable", auth.Administer, s.adminUserDisable)
 	s.page("GET /admin/policy", auth.Administer, s.adminPolicy)
+	s.requestRoutes()
+	s.previewRoutes()
 
 	s.public("/", s.notFoundPage)
 

@@ -31,9 +31,11 @@ import (
 	"github.com/alexedwards/scs/v2"
 	"github.com/gorilla/sessions"
 
+	"github.com/tombstone-console/tombstone/internal/approval"
 	"github.com/tombstone-console/tombstone/internal/auth"
 	"github.com/tombstone-console/tombstone/internal/config"
 	"github.com/tombstone-console/tombstone/internal/pg"
+	"github.com/tombstone-console/tombstone/internal/preview"
 	"github.com/tombstone-console/tombstone/web/static"
 )
 
@@ -61,6 +63,15 @@ type Deps struct {
 	Finder Finder
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Engine evaluates previews: search results, the preview page and the request page's
+	// "Check for changes". nil leaves search and previews unavailable (and hides the check).
+	Engine *preview.Engine
+	// Approval applies the two-person rule; nil means approval.New(Config) on the Now clock.
+	Approval *approval.Service
+	// ExactWait is how long the preview page waits for exact counts before it shows planner
+	// estimates and lets htmx fetch the exact preview; zero means DefaultExactWait, negative
+	// means never wait.
+	ExactWait time.Duration
 }
 
 // Finder looks up roots of a kind for the search page. The preview engine implements it.
@@ -87,6 +98,10 @@ type Server struct {
 	tls      bool
 	now      func() time.Time
 	finder   Finder
+	engine   *preview.Engine
+	approval *approval.Service
+	chain    chainCache
+	previews *previewCache
 	sessions *scs.SessionManager
 	store    *auth.SessionStore
 	pre      *sessions.CookieStore
@@ -111,12 +126,21 @@ func New(d Deps) (*Server, error) {
 		tls:     d.TLS || strings.HasPrefix(d.Config.BaseURL, "https://"),
 		now:     d.Now,
 		finder:  d.Finder,
+		engine:  d.Engine,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	s.previews = newPreviewCache(d.ExactWait, s.now)
+	if s.finder == nil && s.engine != nil {
+		s.finder = engineFinder{engine: s.engine, db: d.DB}
+	}
+	if s.approval = d.Approval; s.approval == nil {
+		s.approval = approval.New(d.Config)
+		s.approval.Clock = s.now
 	}
 	var err error
 	if s.assets, err = newAssets(static.FS()); err != nil {

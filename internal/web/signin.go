@@ -18,6 +18,9 @@ func (s *Server) signInForm(w http.ResponseWriter, r *http.Request) error {
 	if u := currentUser(r); u != nil {
 		f.Name = u.Name
 		f.Notice = "You are signed in as " + u.Name + ". Sign in again to confirm it is you."
+		if r.URL.Query().Get("reauth") == "1" {
+			f.Notice = "Approving needs a recent sign-in. You are signed in as " + u.Name + ": enter your password again to continue."
+		}
 	}
 	if f.Next == "/" {
 		f.Next = ""

@@ -66,37 +66,6 @@ type SignIn struct {
 	SSO bool
 }
 
-// Search is the search page: tabs per kind, the query and its results.
-type Search struct {
-	Kinds []KindTab
-	// Kind is the active tab's kind name ("" when there are no kinds).
-	Kind  string
-	Query string
-	// Ready is false while no search engine is connected; the page says so instead of
-	// pretending that nothing matched.
-	Ready   bool
-	Results []Result
-	// More is set when the results were cut off at the limit.
-	More bool
-}
-
-// KindTab is one tab of the search page.
-type KindTab struct {
-	Name    string
-	Label   string
-	URL     string
-	Columns []string // the columns a search matches, for the empty state
-	Active  bool
-}
-
-// Result is one root that matched a search.
-type Result struct {
-	Label  string
-	Key    string
-	URL    string
-	Badges []Badge
-}
-
 // Error is an error page.
 type Error struct {
 	Status    int
@@ -144,24 +113,4 @@ type UserForm struct {
 type CreatedUser struct {
 	Name     string
 	Password string
-}
-
-// Policy is the admin policy page.
-type Policy struct {
-	Hash  string
-	Kinds []PolicyKind
-	// Defaults describe the default rules, e.g. "under_delete: follow".
-	Defaults []string
-}
-
-// PolicyKind is one kind as declared in the policy file.
-type PolicyKind struct {
-	Name    string
-	Target  string
-	Table   string
-	Root    string
-	Search  []string
-	Archive string
-	Also    []string
-	Owns    []string
 }
