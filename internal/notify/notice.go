@@ -175,7 +175,7 @@ func (a Notice) rows() string {
 		verb string
 	}{{a.Totals.Delete, "deleted"}, {a.Totals.Soft, "tombstoned"}, {a.Totals.Detach, "detached"}} {
 		if p.n > 0 {
-			parts = append(parts, thousands(p.n)+" "+p.verb)
+			parts = append(parts, preview.Thousands(p.n)+" "+p.verb)
 		}
 	}
 	if len(parts) == 0 {
@@ -183,7 +183,7 @@ func (a Notice) rows() string {
 	}
 	s := strings.Join(parts, ", ")
 	if a.Totals.Tables > 0 {
-		s += " in " + thousands(int64(a.Totals.Tables)) + " table"
+		s += " in " + preview.Thousands(int64(a.Totals.Tables)) + " table"
 		if a.Totals.Tables != 1 {
 			s += "s"
 		}
@@ -192,19 +192,3 @@ func (a Notice) rows() string {
 }
 
 // thousands formats n with comma separators: 1234567 → 1,234,567.
-func thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}

@@ -2,31 +2,14 @@ package templates
 
 import (
 	"fmt"
+	"github.com/tombstone-console/tombstone/internal/preview"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 )
 
 // Count formats n with thousands separators: 1234567 → "1,234,567".
-func Count[T ~int | ~int64](n T) string {
-	s := strconv.FormatInt(int64(n), 10)
-	neg := s[0] == '-'
-	if neg {
-		s = s[1:]
-	}
-	out := make([]byte, 0, len(s)+len(s)/3)
-	for i := range len(s) {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			out = append(out, ',')
-		}
-		out = append(out, s[i])
-	}
-	if neg {
-		return "-" + string(out)
-	}
-	return string(out)
-}
+func Count[T ~int | ~int64](n T) string { return preview.Thousands(int64(n)) }
 
 // Ago says how long before now t was, coarsely: "just now", "5 minutes ago", "3 days ago";
 // times in the future read "in 5 minutes".
