@@ -640,6 +640,14 @@ func TestPartialIsResumed(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, Partial, p.State)
 	require.False(t, p.State.Terminal())
+
+	// A partly executed request still holds its root: resuming it is the way forward.
+	_, err = f.svc.Create(ctx, f.db, CreateInput{Actor: f.actor(f.alice), Preview: newPreview("acme", 10, 1), Reason: "a good long reason"})
+	var open *OpenRequestError
+	require.ErrorAs(t, err, &open)
+	require.Equal(t, r.ID, open.ID)
+	require.Equal(t, Partial, open.State)
+
 	resumed, err := f.svc.Start(ctx, f.db, r.ID)
 	require.NoError(t, err)
 	require.Equal(t, Running, resumed.State)

@@ -116,7 +116,7 @@ func CountAwaiting(ctx context.Context, db bun.IDB, userID int64) (n int, err er
 	return n, pg.Interpret(err)
 }
 
-// OpenFor returns the open (pending, approved or running) request for a root, without its
+// OpenFor returns the open (pending, approved, running or partial) request for a root, without its
 // frozen preview, or an error matching ErrNotFound.
 func OpenFor(ctx context.Context, db bun.IDB, kind, target, rootKey string) (r *Request, err error) {
 	defer pg.Wrap(&err, "approval.OpenFor(%s, %s, %q)", kind, target, rootKey)
@@ -141,7 +141,7 @@ func OpenForKeys(ctx context.Context, db bun.IDB, kind, target string, rootKeys 
 	}
 	var rs []Request
 	err = db.NewRaw("SELECT "+listColumns+fromRequests+
-		`WHERE r.kind = ? AND r.target = ? AND r.root_key = ANY(?) AND r.state IN ('pending', 'approved', 'running')`,
+		`WHERE r.kind = ? AND r.target = ? AND r.root_key = ANY(?) AND r.state IN ('pending', 'approved', 'running', 'partial')`,
 		kind, target, pgdialect.Array(rootKeys)).Scan(ctx, &rs)
 	if err != nil {
 		return nil, pg.Interpret(err)

@@ -79,7 +79,7 @@ func (s State) Terminal() bool {
 }
 
 // Open reports whether s holds the root: another request for it cannot be opened.
-func (s State) Open() bool { return s == Pending || s == Approved || s == Running }
+func (s State) Open() bool { return s == Pending || s == Approved || s == Running || s == Partial }
 
 // Valid reports whether s is one of the states.
 func (s State) Valid() bool {
