@@ -257,30 +257,46 @@ func (e *Executor) execute(ctx context.Context, req *approval.Request) outcome {
 	if a := time.Duration(plan.Kind.Archive); a > 0 {
 		p.ArchiveUntil = time.Now().Add(a)
 	}
-	wait := e.backoff()
-	for attempt := 1; ; attempt++ {
+	return e.retrying(ctx, req, "target transaction", "", func(attempt int) (*outcome, error) {
 		prog := e.newProgress(req.ID, req.Target, req.Preview.Summary)
 		p.Progress = prog.step
 		res, err := e.attempt(ctx, req, p, prog)
 		var commitErr *commitError
 		switch {
 		case err == nil:
-			return outcome{state: approval.Done, report: Report{
+			return &outcome{state: approval.Done, report: Report{
 				Digest: res.Digest, Tables: res.Counts.Tables(), Rows: res.Counts.Total(), Attempts: attempt,
-			}}
+			}}, nil
 		case errors.As(err, &commitErr):
 			// COMMIT's answer was lost: only the target knows whether it happened.
-			return e.decideFromLedger(ctx, req, attempt, commitErr)
+			o := e.decideFromLedger(ctx, req, attempt, commitErr)
+			return &o, nil
+		}
+		return nil, err
+	})
+}
+
+// retrying runs try until it settles the request. try returns an outcome, or an error for the
+// common cases: a drift ends the request drifted (its report marked with mode); lock
+// timeouts, deadlocks and serialization failures are retried up to e.retries() times with
+// doubling waits; anything else fails it.
+func (e *Executor) retrying(ctx context.Context, req *approval.Request, what, mode string, try func(attempt int) (*outcome, error)) outcome {
+	wait := e.backoff()
+	for attempt := 1; ; attempt++ {
+		out, err := try(attempt)
+		switch {
+		case err == nil:
+			return *out
 		case errors.Is(err, ErrDrifted):
 			var d *DriftError
 			errors.As(err, &d)
-			r := Report{Attempts: attempt, Reason: err.Error()}
+			r := Report{Attempts: attempt, Reason: err.Error(), Mode: mode}
 			if d != nil {
 				r.Changes = d.Changes
 			}
 			return drifted(r)
 		case retryable(err) && attempt <= e.retries() && ctx.Err() == nil:
-			e.log().WarnContext(ctx, "target transaction will be retried", "request_id", req.ID, "attempt", attempt, "wait", wait, "err", err)
+			e.log().WarnContext(ctx, what+" will be retried", "request_id", req.ID, "attempt", attempt, "wait", wait, "err", err)
 			select {
 			case <-ctx.Done():
 				return failed(fmt.Errorf("%w (after %d attempts)", err, attempt), attempt)

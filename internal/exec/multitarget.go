@@ -164,45 +164,28 @@ func (e *Executor) executeMulti(ctx context.Context, req *approval.Request, plan
 	if len(m.finished) == len(m.order) {
 		return m.outcome(nil, 0)
 	}
-	wait := e.backoff()
-	for attempt := 1; ; attempt++ {
+	return e.retrying(ctx, req, "target transactions", m.mode(), func(attempt int) (*outcome, error) {
+		if attempt > 1 {
+			m.prog.reset()
+		}
 		res, err := m.attempt(ctx)
 		var unsettled *unsettledError
 		var prep *preparedError
 		switch {
 		case err == nil:
-			return m.outcome(res, attempt)
+			o := m.outcome(res, attempt)
+			return &o, nil
 		case errors.As(err, &unsettled):
 			// Prepared transactions are left behind: the reconciler settles them by the
 			// recorded decision, and then the request by the targets' ledgers.
-			return outcome{state: approval.Running, errMsg: err.Error()}
+			return &outcome{state: approval.Running, errMsg: err.Error()}, nil
 		case errors.As(err, &prep):
 			o := failed(fmt.Errorf("%w; every target was rolled back, nothing was changed", err), attempt)
 			o.report.Mode = ModeAtomic
-			return o
-		case errors.Is(err, ErrDrifted):
-			var d *DriftError
-			errors.As(err, &d)
-			r := Report{Attempts: attempt, Reason: err.Error(), Mode: m.mode()}
-			if d != nil {
-				r.Changes = d.Changes
-			}
-			return drifted(r)
-		case retryable(err) && attempt <= e.retries() && ctx.Err() == nil:
-			e.log().WarnContext(ctx, "target transactions will be retried", "request_id", req.ID, "attempt", attempt, "wait", wait, "err", err)
-			select {
-			case <-ctx.Done():
-				return failed(fmt.Errorf("%w (after %d attempts)", err, attempt), attempt)
-			case <-time.After(wait):
-			}
-			wait *= 2
-			m.prog.reset()
-		case retryable(err):
-			return failed(fmt.Errorf("gave up after %d attempts: %w", attempt, err), attempt)
-		default:
-			return failed(err, attempt)
+			return &o, nil
 		}
-	}
+		return nil, err
+	})
 }
 
 func (m *multiRun) mode() string {

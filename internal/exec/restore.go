@@ -802,39 +802,20 @@ func (e *Executor) executeRestore(ctx context.Context, req *approval.Request) ou
 		}
 		return 0
 	})
-	wait := e.backoff()
-	for attempt := 1; ; attempt++ {
+	return e.retrying(ctx, req, "restore transaction", "", func(attempt int) (*outcome, error) {
 		counts, err := e.restoreAttempt(ctx, req, del, targets)
 		var commitErr *commitError
 		switch {
 		case err == nil:
-			return outcome{state: approval.Done, report: Report{
+			return &outcome{state: approval.Done, report: Report{
 				Digest: req.Digest, Tables: counts.Tables(), Rows: counts.Total(), Attempts: attempt,
-			}}
+			}}, nil
 		case errors.As(err, &commitErr):
-			return e.decideFromLedger(ctx, req, attempt, commitErr)
-		case errors.Is(err, ErrDrifted):
-			var d *DriftError
-			errors.As(err, &d)
-			r := Report{Attempts: attempt, Reason: err.Error()}
-			if d != nil {
-				r.Changes = d.Changes
-			}
-			return drifted(r)
-		case retryable(err) && attempt <= e.retries() && ctx.Err() == nil:
-			e.log().WarnContext(ctx, "restore transaction will be retried", "request_id", req.ID, "attempt", attempt, "wait", wait, "err", err)
-			select {
-			case <-ctx.Done():
-				return failed(fmt.Errorf("%w (after %d attempts)", err, attempt), attempt)
-			case <-time.After(wait):
-			}
-			wait *= 2
-		case retryable(err):
-			return failed(fmt.Errorf("gave up after %d attempts: %w", attempt, err), attempt)
-		default:
-			return failed(err, attempt)
+			o := e.decideFromLedger(ctx, req, attempt, commitErr)
+			return &o, nil
 		}
-	}
+		return nil, err
+	})
 }
 
 // schemaOf is a target's current catalog, from the engine's cache when there is one.
