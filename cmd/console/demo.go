@@ -8,11 +8,14 @@ import (
 	"os"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/tombstone-console/tombstone/examples"
 	"github.com/tombstone-console/tombstone/internal/auth"
 	"github.com/tombstone-console/tombstone/internal/config"
 	"github.com/tombstone-console/tombstone/internal/demo"
 	"github.com/tombstone-console/tombstone/internal/pg"
+	"github.com/tombstone-console/tombstone/internal/pg/cluster"
 	"github.com/tombstone-console/tombstone/internal/preview"
 )
 
@@ -35,8 +38,8 @@ var demoUsers = []struct {
 const DefaultAdminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 
 func cmdDemo(ctx context.Context, args []string, env Env) error {
-	fs := newFlags("demo", "demo [--admin-url URL] [--listen ADDR] [--scale F] [--seed N] [--big-tenant-rows N] [--no-serve]", env)
-	adminURL := fs.String("admin-url", firstNonEmpty(env.Getenv("TOMBSTONE_DEMO_ADMIN_URL"), DefaultAdminURL), "PostgreSQL maintenance database the demo creates its databases through (env TOMBSTONE_DEMO_ADMIN_URL)")
+	fs := newFlags("demo", "demo [--admin-url URL] [--listen ADDR] [--scale F] [--seed N] [--big-tenant-rows N] [--config-out FILE] [--no-serve]", env)
+	adminURL := fs.String("admin-url", firstNonEmpty(env.Getenv("TOMBSTONE_DEMO_ADMIN_URL"), DefaultAdminURL), "PostgreSQL maintenance database the demo creates its databases through (env TOMBSTONE_DEMO_ADMIN_URL); when nothing answers there, a private throwaway server is started if the PostgreSQL server binaries are installed (env TOMBSTONE_PG_BIN: the directory of initdb and pg_ctl)")
 	listen := fs.String("listen", "127.0.0.1:8080", "address to serve on")
 	scale := fs.Float64("scale", 1, "demo data size: 1 is about 50 tenants and 100k rows")
 	seed := fs.Int64("seed", 1, "seed of the deterministic generator")
@@ -46,24 +49,21 @@ func cmdDemo(ctx context.Context, args []string, env Env) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	admin, err := pg.Open(ctx, *adminURL, pg.Options{MaxConns: 2, ApplicationName: "tombstone demo"})
+	server, err := demoServer(ctx, *adminURL, env)
 	if err != nil {
-		fmt.Fprint(env.Stderr, "The demo needs a PostgreSQL server (12 or newer) it can create databases on.\n"+
-			"  Debian/Ubuntu: apt-get install postgresql && pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n"+
-			"  macOS:         brew install postgresql@16 && brew services start postgresql@16\n"+
-			"Or point --admin-url / TOMBSTONE_DEMO_ADMIN_URL at one.\n")
-		return &ExitError{Code: 2, Err: err}
+		return err
 	}
-	defer admin.Close()
+	defer server.Close(env)
+	admin, serverURL := server.db, server.url
 
 	fmt.Fprintf(env.Stdout, "Creating the demo databases on %s (scale %g, seed %d)…\n", admin.Addr, *scale, *seed)
-	res, err := demo.Setup(ctx, demo.Options{AdminURL: *adminURL, Seed: *seed, Scale: *scale, BigTenantRows: *big})
+	res, err := demo.Setup(ctx, demo.Options{AdminURL: serverURL, Seed: *seed, Scale: *scale, BigTenantRows: *big})
 	if err != nil {
 		return &ExitError{Code: 2, Err: fmt.Errorf("demo data: %w", err)}
 	}
 	fmt.Fprintf(env.Stdout, "  %s rows in demo_app, demo_pos and demo_alerts\n", preview.Thousands(res.Total()))
 
-	consoleURL, err := ensureDatabase(ctx, admin, *adminURL, "tombstone_demo")
+	consoleURL, err := ensureDatabase(ctx, admin, serverURL, "tombstone_demo")
 	if err != nil {
 		return &ExitError{Code: 2, Err: err}
 	}
@@ -151,11 +151,92 @@ A first flow:
   4. Watch the request run, then look at Audit: the chain is verified and exports as CSV.
   Also try the repo "acme/website" (a soft delete) and the site "acme-shop" (it owns its store).
 `)
+	if server.private != nil {
+		fmt.Fprintf(w, "\nThe demo's data lives in a private PostgreSQL server that stops when the demo exits;\n%s works only while it runs.\n", *out)
+	}
 	if *noServe {
 		return nil
 	}
 	fmt.Fprintf(w, "\nServing on http://%s (Ctrl-C to stop)\n", *listen)
 	return serve(ctx, cfg, serveOptions{Listen: *listen}, env)
+}
+
+// installHelp is printed when no PostgreSQL server answers and none can be started.
+const installHelp = `The demo needs a PostgreSQL server (12 or newer) it can create databases on.
+Nothing answers at %s, and a private one cannot be started: %v.
+Install PostgreSQL:
+  Debian/Ubuntu: apt-get install postgresql && pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start
+  macOS:         brew install postgresql@16 && brew services start postgresql@16
+Or point --admin-url / TOMBSTONE_DEMO_ADMIN_URL at a running server, or TOMBSTONE_PG_BIN
+at the directory holding initdb and pg_ctl.
+`
+
+// demoPG is the PostgreSQL server the demo runs on.
+type demoPG struct {
+	db  *pg.DB // its maintenance database
+	url string // the URL of db
+	// private is the throwaway cluster started because nothing answered; nil otherwise.
+	private *cluster.Cluster
+}
+
+// Close releases the server; a private cluster is stopped and its files removed.
+func (d *demoPG) Close(env Env) {
+	d.db.Close()
+	if d.private != nil {
+		d.private.Stop()
+		fmt.Fprintf(env.Stdout, "Stopped the private PostgreSQL server and removed %s.\n", d.private.Dir)
+	}
+}
+
+// demoServer connects to the PostgreSQL server the demo creates its databases on. When
+// nothing answers at adminURL and the server binaries are installed, it starts a private
+// throwaway cluster instead, with prepared transactions on so that multi-target deletions
+// commit atomically; Close stops it, and a watchdog does if the process is killed. A server
+// that answers but refuses (bad password, no such database) is an error: the operator meant
+// that server.
+func demoServer(ctx context.Context, adminURL string, env Env) (*demoPG, error) {
+	opts := pg.Options{MaxConns: 2, ApplicationName: "tombstone demo"}
+	db, err := pg.Open(ctx, adminURL, opts)
+	if err == nil {
+		return &demoPG{db: db, url: adminURL}, nil
+	}
+	if !nothingAnswers(err) {
+		return nil, &ExitError{Code: 2, Err: err}
+	}
+	addr := "the admin URL"
+	var ue *pg.UnreachableError
+	if errors.As(err, &ue) {
+		addr = ue.Addr
+	}
+	c, cerr := cluster.New(cluster.Options{MaxPreparedTransactions: 20, BinDir: env.Getenv("TOMBSTONE_PG_BIN")})
+	if errors.Is(cerr, cluster.ErrNoBinaries) {
+		fmt.Fprintf(env.Stderr, installHelp, addr, cerr)
+		return nil, &ExitError{Code: 2, Err: err}
+	}
+	if cerr != nil {
+		return nil, &ExitError{Code: 2, Err: fmt.Errorf("%w; starting a private PostgreSQL instead failed: %w", err, cerr)}
+	}
+	fmt.Fprintf(env.Stdout, "Nothing answers at %s, so the demo runs on a private PostgreSQL server:\n"+
+		"  %s (binaries in %s, files in %s).\n"+
+		"  It is stopped and its files removed when the demo exits.\n",
+		addr, c.URL, c.BinDir(), c.Dir)
+	db, err = pg.Open(ctx, c.URL, opts)
+	if err != nil {
+		c.Stop()
+		return nil, &ExitError{Code: 2, Err: fmt.Errorf("private PostgreSQL: %w", err)}
+	}
+	return &demoPG{db: db, url: c.URL, private: c}, nil
+}
+
+// nothingAnswers says that no PostgreSQL server answered at all (refused or timed out), as
+// opposed to a server that answered with an error.
+func nothingAnswers(err error) bool {
+	var ue *pg.UnreachableError
+	if !errors.As(err, &ue) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	return !errors.As(ue.Cause, &pgErr)
 }
 
 // ensureDatabase creates the named database if it does not exist and returns its URL.
