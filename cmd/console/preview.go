@@ -80,7 +80,7 @@ func cmdPreview(ctx context.Context, args []string, env Env) error {
 		if err := enc.Encode(p); err != nil {
 			return err
 		}
-	} else if err := preview.WriteText(env.Stdout, p); err != nil {
+	} else if err := preview.WriteText(env.Stdout, p, preview.BatchNote(cfg.Kinds[*kind], p)); err != nil {
 		return err
 	}
 	if p.Blocked() {

@@ -141,7 +141,7 @@ func OpenForKeys(ctx context.Context, db bun.IDB, kind, target string, rootKeys 
 	}
 	var rs []Request
 	err = db.NewRaw("SELECT "+listColumns+fromRequests+
-		`WHERE r.kind = ? AND r.target = ? AND r.root_key = ANY(?) AND r.state IN ('pending', 'approved', 'running', 'partial')`,
+		`WHERE r.kind = ? AND r.target = ? AND r.root_key = ANY(?) AND r.state IN ('pending', 'approved', 'running', 'partial', 'paused')`,
 		kind, target, pgdialect.Array(rootKeys)).Scan(ctx, &rs)
 	if err != nil {
 		return nil, pg.Interpret(err)

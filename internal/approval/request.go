@@ -8,6 +8,7 @@
 //	pending → rejected | cancelled | expired
 //	approved → failed            (an approver lost the role before it ran; see Start)
 //	partial → running            (resuming a request that stopped part-way across targets)
+//	running → paused → running   (a batched run paused between batches, and resumed; see Pause)
 //
 // done, failed, drifted, rejected, cancelled and expired are terminal: nothing changes their
 // state again. Every transition is a conditional UPDATE with the expected state in its WHERE
@@ -59,6 +60,7 @@ const (
 	Failed    State = "failed"
 	Drifted   State = "drifted"
 	Partial   State = "partial" // some targets done; can be resumed
+	Paused    State = "paused"  // a batched run stopped between batches; can be resumed
 	Rejected  State = "rejected"
 	Cancelled State = "cancelled"
 	Expired   State = "expired"
@@ -66,7 +68,7 @@ const (
 
 // States lists every state, in life order (for filters).
 func States() []State {
-	return []State{Pending, Approved, Running, Done, Failed, Drifted, Partial, Rejected, Cancelled, Expired}
+	return []State{Pending, Approved, Running, Paused, Done, Failed, Drifted, Partial, Rejected, Cancelled, Expired}
 }
 
 // Terminal reports whether s never changes again.
@@ -79,7 +81,9 @@ func (s State) Terminal() bool {
 }
 
 // Open reports whether s holds the root: another request for it cannot be opened.
-func (s State) Open() bool { return s == Pending || s == Approved || s == Running || s == Partial }
+func (s State) Open() bool {
+	return s == Pending || s == Approved || s == Running || s == Partial || s == Paused
+}
 
 // Valid reports whether s is one of the states.
 func (s State) Valid() bool {

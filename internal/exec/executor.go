@@ -81,6 +81,8 @@ type hooks struct {
 	// makes the executor stop there as if it had died, leaving the prepared transactions.
 	prepared func() error
 	decided  func() error
+	// afterBatch runs after each committed batch of a batched run, with the batches so far.
+	afterBatch func(batches int)
 }
 
 func (e *Executor) log() *slog.Logger {
@@ -181,8 +183,11 @@ func (e *Executor) Run(ctx context.Context, id int64) (err error) {
 	})
 	switch {
 	case errors.Is(err, approval.ErrNotApproved):
-		e.log().DebugContext(ctx, "request is not approved; nothing to run", "request_id", id, "err", err)
-		return nil
+		// A batched run whose executor stopped mid-run continues from its last checkpoint.
+		if req, err = e.continuable(ctx, id); err != nil || req == nil {
+			e.log().DebugContext(ctx, "request is not approved; nothing to run", "request_id", id, "err", err)
+			return err
+		}
 	case err != nil:
 		return err
 	case revoked:
@@ -193,8 +198,14 @@ func (e *Executor) Run(ctx context.Context, id int64) (err error) {
 		return nil
 	}
 	e.log().InfoContext(ctx, "executing request", "request_id", id, "kind", req.Kind, "target", req.Target, "root", req.RootKey)
+	faultpoint(FaultClaimed, id)
 	started := time.Now()
 	out := e.execute(ctx, req)
+	if out.state == approval.Paused {
+		// A batched run stopped between batches; an ended ctx makes the job run it again.
+		e.log().InfoContext(ctx, "batched run stopped", "request_id", id, "reason", out.errMsg)
+		return ctx.Err()
+	}
 	if err := e.settle(context.WithoutCancel(ctx), req, out); err != nil {
 		e.log().ErrorContext(ctx, "could not record the outcome; the reconciler will settle it",
 			"request_id", id, "outcome", out.state, "err", err)
@@ -232,6 +243,9 @@ func (e *Executor) execute(ctx context.Context, req *approval.Request) outcome {
 	plan, err := e.Engine.Plan(ctx, req.Kind)
 	if err != nil {
 		return failed(fmt.Errorf("resolve the plan: %w", err), 0)
+	}
+	if e.isBatched(ctx, req, plan) {
+		return e.executeBatched(ctx, req, plan)
 	}
 	if plan.PolicyHash != req.PolicyHash {
 		return drifted(Report{Reason: "the policy changed since the request was approved"})
@@ -391,6 +405,7 @@ func (e *Executor) attempt(ctx context.Context, req *approval.Request, p Plan, p
 	if err != nil {
 		return nil, err
 	}
+	faultpoint(FaultApplied, req.ID)
 	if e.hooks.beforeCommit != nil {
 		e.hooks.beforeCommit(ctx, tx)
 	}
@@ -403,6 +418,7 @@ func (e *Executor) attempt(ctx context.Context, req *approval.Request, p Plan, p
 		return res, &commitError{err: err}
 	}
 	prog.phase(ctx, PhaseCommitted, true)
+	faultpoint(FaultCommitted, req.ID)
 	return res, nil
 }
 

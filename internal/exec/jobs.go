@@ -147,9 +147,11 @@ func (j *Jobs) Enqueue(ctx context.Context, id int64) error {
 	return nil
 }
 
-// Sweep enqueues every approved request, and every partial request someone resumed (its
-// latest "resumed" audit event is newer than its latest "paused" one; see Resume), and
-// returns how many were newly queued (a job that already waits is not duplicated). It covers
+// Sweep enqueues every approved request, every partial request someone resumed (its
+// latest "resumed" audit event is newer than its latest "paused" one; see Resume), and every
+// running batched request resumed since it was last paused (approval.Resume; the job
+// continues it from its checkpoint, and a duplicate finds it claimed or done), and returns
+// how many were newly queued (a job that already waits is not duplicated). It covers
 // approvals whose enqueue was lost (a crash after the approving commit) and jobs River gave
 // up on.
 func (j *Jobs) Sweep(ctx context.Context) (queued int, err error) {
@@ -157,6 +159,8 @@ func (j *Jobs) Sweep(ctx context.Context) (queued int, err error) {
 	var ids []int64
 	if err := j.exec.DB.Bun.NewRaw(`SELECT id FROM requests r WHERE state = 'approved'
 		OR (state = 'partial' AND (SELECT max(seq) FROM audit_events a WHERE a.request_id = r.id AND a.action = 'resumed') >
+			(SELECT max(seq) FROM audit_events a WHERE a.request_id = r.id AND a.action = 'paused'))
+		OR (state = 'running' AND (SELECT max(seq) FROM audit_events a WHERE a.request_id = r.id AND a.action = 'resumed' AND a.details->>'batched' = 'true') >
 			(SELECT max(seq) FROM audit_events a WHERE a.request_id = r.id AND a.action = 'paused'))
 		ORDER BY id`).Scan(ctx, &ids); err != nil {
 		return 0, pg.Interpret(err)

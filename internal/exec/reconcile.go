@@ -66,6 +66,9 @@ func (e *Executor) reconcileOne(ctx context.Context, id int64) (bool, error) {
 	if req.State != approval.Running {
 		return false, nil
 	}
+	if paused, err := e.reconcileBatched(ctx, req); paused || err != nil {
+		return paused, ignoreBusy(err)
+	}
 	var out outcome
 	if targets := requestTargets(req); len(targets) > 1 {
 		out, err = e.reconcileMulti(ctx, req, targets)

@@ -17,6 +17,11 @@ type TargetStatus struct {
 	Tables []TableProgress `json:"tables"`
 	// Error is why the target failed (phase failed).
 	Error string `json:"error,omitempty"`
+	// Batched marks a batched run; Batches counts its committed batches, and LeftSeconds
+	// estimates the time its remaining batches take, from the rate so far (0: unknown).
+	Batched     bool  `json:"batched,omitempty"`
+	Batches     int   `json:"batches,omitempty"`
+	LeftSeconds int64 `json:"left_seconds,omitempty"`
 }
 
 // TableProgress is one (table, action) of a running request: rows done out of planned.
@@ -60,6 +65,18 @@ type Report struct {
 	// each target's state and rows.
 	Mode    string         `json:"mode,omitempty"`
 	Targets []TargetResult `json:"targets,omitempty"`
+	// A batched run (Mode ModeBatched) also reports its number of batch transactions, the
+	// longest transaction that locked rows (hiding the root, a batch, the finish) and how long
+	// collecting the key sets took (one read-only snapshot), in milliseconds. Arrived are the
+	// rows that appeared under the hidden root during the run and were applied by the final
+	// transaction (they are in Tables too); Missing the approved rows that were already gone
+	// when their batch came (deleted or tombstoned by someone else). Tables - Arrived + Missing
+	// is the approved plan.
+	Batches            int          `json:"batches,omitempty"`
+	LongestTransaction int64        `json:"longest_transaction_ms,omitempty"`
+	CollectMillis      int64        `json:"collect_ms,omitempty"`
+	Arrived            []TableCount `json:"arrived,omitempty"`
+	Missing            []TableCount `json:"missing,omitempty"`
 }
 
 // TableCount is the rows one action changed in one table.

@@ -5,11 +5,32 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/tombstone-console/tombstone/internal/config"
 )
 
+// BatchNote is what a preview says about a kind that runs in batches (execution: batched): the
+// number of batches, from the preview's rows, and the trade-off. It is "" for a kind that runs
+// in one transaction.
+func BatchNote(k *config.Kind, p *Preview) string {
+	if k == nil || k.Execution != config.ExecBatched {
+		return ""
+	}
+	m := int64(k.BatchRows)
+	if m <= 0 {
+		m = config.DefaultBatchRows
+	}
+	n := max(1, (p.Totals.Changed()+m-1)/m)
+	batches := "batches"
+	if n == 1 {
+		batches = "batch"
+	}
+	return fmt.Sprintf("Runs in about %s %s of at most %s rows; not atomic; the root is hidden first", Thousands(n), batches, Thousands(m))
+}
+
 // WriteText prints the preview as an indented tree and a summary table, as `console preview`
-// shows it.
-func WriteText(w io.Writer, p *Preview) error {
+// shows it, with notes (such as BatchNote's; empty ones are skipped) after the totals.
+func WriteText(w io.Writer, p *Preview, notes ...string) error {
 	bw := &errWriter{w: w}
 	root := p.Root
 	state := ""
@@ -39,6 +60,11 @@ func WriteText(w io.Writer, p *Preview) error {
 	if len(p.Targets) > 1 {
 		for _, tt := range p.Targets {
 			fmt.Fprintf(bw, "  %s: %s changed\n", tt.Target, Thousands(tt.Totals.Changed()))
+		}
+	}
+	for _, n := range notes {
+		if n != "" {
+			fmt.Fprintf(bw, "%s\n", n)
 		}
 	}
 	if len(p.Blockers) > 0 {

@@ -180,6 +180,7 @@ func (s *Server) previewBranch(w http.ResponseWriter, r *http.Request) error {
 		return s.previewProblem(w, r, err)
 	}
 	v := previewProps(p, true, s.now())
+	v.BatchNote = preview.BatchNote(s.cfg.Kinds[p.Kind], p)
 	v.URL = ref.url
 	n := findNode(v.Tree, id)
 	if n == nil {
@@ -304,6 +305,7 @@ func sentence(s string) string {
 // may see it.
 func (s *Server) livePreview(r *http.Request, ref *rootRef, p *preview.Preview) templates.LivePreview {
 	v := previewProps(p, true, s.now())
+	v.BatchNote = preview.BatchNote(s.cfg.Kinds[p.Kind], p)
 	v.URL = ref.url
 	if r.URL.Query().Get("tree") != "full" {
 		v.LazyBelow = lazyDepth

@@ -12,6 +12,7 @@ import (
 	"github.com/tombstone-console/tombstone/internal/audit"
 	"github.com/tombstone-console/tombstone/internal/auth"
 	"github.com/tombstone-console/tombstone/internal/notify"
+	"github.com/tombstone-console/tombstone/internal/preview"
 	"github.com/tombstone-console/tombstone/web/templates"
 )
 
@@ -75,6 +76,7 @@ func (s *Server) requestPage(r *http.Request, rq *approval.Request) (templates.R
 	if p := rq.Preview; p != nil {
 		page.Action = p.Action
 		v := previewProps(p, false, now)
+		v.BatchNote = preview.BatchNote(s.cfg.Kinds[rq.Kind], p)
 		page.Preview = &v
 	}
 
@@ -97,7 +99,7 @@ func (s *Server) requestPage(r *http.Request, rq *approval.Request) (templates.R
 	}
 
 	switch rq.State {
-	case approval.Approved, approval.Running:
+	case approval.Approved, approval.Running, approval.Paused:
 		pr := s.progress(ctx, rq)
 		page.Progress = &pr
 	case approval.Done, approval.Failed, approval.Drifted, approval.Partial:

@@ -54,6 +54,7 @@ func (s *Server) progress(ctx context.Context, rq *approval.Request) templates.P
 		}
 		pr.Phase = "targets done " + strconv.Itoa(done) + "/" + strconv.Itoa(n)
 	}
+	s.batchProgress(ctx, &pr, rq)
 	return pr
 }
 

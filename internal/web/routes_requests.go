@@ -18,6 +18,8 @@ func (s *Server) requestRoutes() {
 	s.page("POST /requests/{id}/reject", auth.Search, s.requestReject)
 	s.page("POST /requests/{id}/cancel", auth.Search, s.requestCancel)
 	s.page("POST /requests/{id}/resume", auth.Approve, s.requestResume)
+	s.page("POST /requests/{id}/pause", auth.Administer, s.requestPause)
+	s.page("POST /requests/{id}/continue", auth.Administer, s.requestResumeBatches)
 	s.page("POST /requests/{id}/restore", auth.Request, s.requestRestore)
 
 	s.page("GET /audit", auth.ViewAudit, s.auditPage)

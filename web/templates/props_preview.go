@@ -73,6 +73,8 @@ type PreviewProps struct {
 	Summary  []PreviewLine
 	Tree     *PreviewNode
 	Warnings []PreviewWarning
+	// BatchNote says how a batched kind runs ("" for one transaction): preview.BatchNote.
+	BatchNote string
 	// URL is the live preview's address (/kinds/{kind}/{key}): lazily loaded nodes, the
 	// exact counts and the full tree hang off it. Empty for a frozen preview.
 	URL string

@@ -174,6 +174,15 @@ type Progress struct {
 	Poll    bool
 	Phase   string
 	Targets []TargetProgress
+	// Batched marks a request that runs in batches: Batches have committed, Left estimates the
+	// time the rest takes ("" when unknown), and Error is why the executor paused it. PauseURL
+	// and ResumeURL, when set, are the admin's Pause and Resume forms.
+	Batched   bool
+	Batches   int
+	Left      string
+	Error     string
+	PauseURL  string
+	ResumeURL string
 }
 
 // TargetProgress is one target's share of an execution.
@@ -241,6 +250,14 @@ func short(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// batchWord is "batch" or "batches".
+func batchWord(n int) string {
+	if n == 1 {
+		return "batch"
+	}
+	return "batches"
 }
 
 // pollAttrs makes the progress panel reload itself every second while the request is live.
