@@ -418,6 +418,7 @@ func (m *multiRun) commitAtomic(ctx context.Context, txs map[string]*targetTx, r
 		prepared = append(prepared, t)
 		m.prog.phase(ctx, t, PhasePrepared, true)
 	}
+	faultpoint(FaultPrepared, id)
 	if e.hooks.prepared != nil {
 		if err := e.hooks.prepared(); err != nil {
 			return nil, &unsettledError{err: err}
@@ -431,6 +432,7 @@ func (m *multiRun) commitAtomic(ctx context.Context, txs map[string]*targetTx, r
 	if decision != "commit" {
 		return undo(errors.New("the reconciler rolled the prepared transactions back meanwhile"))
 	}
+	faultpoint(FaultDecided, id)
 	if e.hooks.decided != nil {
 		if err := e.hooks.decided(); err != nil {
 			return nil, &unsettledError{err: err}
@@ -516,6 +518,7 @@ func (m *multiRun) commitOrdered(ctx context.Context, txs map[string]*targetTx, 
 			continue
 		}
 		tt := txs[t]
+		faultpoint(FaultApplied, m.req.ID)
 		if e.hooks.beforeCommit != nil {
 			e.hooks.beforeCommit(ctx, tt.tx)
 		}

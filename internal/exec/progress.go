@@ -28,6 +28,7 @@ func (p *progress) step(s Step) {
 	switch s.Phase {
 	case "archived":
 		p.status.Phase = PhaseArchived
+		faultpoint(FaultArchived, p.id)
 	case "applied":
 		p.status.Phase = PhaseApplying
 		for i := range p.status.Tables {

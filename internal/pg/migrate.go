@@ -2,6 +2,7 @@ package pg
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 
@@ -104,7 +105,12 @@ func Pending(ctx context.Context, db *bun.DB, set MigrationSet) ([]string, error
 // wrap prefixes a non-nil error with the operation's name.
 func wrap(errp *error, format string, args ...any) {
 	if *errp != nil {
-		*errp = fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), *errp)
+		err := *errp
+		// A connection lost under database/sql (bun) reaches here untranslated.
+		if !errors.Is(err, ErrUnavailable) && isConnError(err) {
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		*errp = fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), err)
 	}
 }
 
