@@ -48,7 +48,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	_ = enc.Encode(rd)
 }
 
-// Readiness probes the console database and the targets.
+// Readiness probes the console database and the targets, concurrently, within 5 seconds.
 func (s *Server) Readiness(ctx context.Context) Readiness {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -70,11 +70,30 @@ func (s *Server) Readiness(ctx context.Context) Readiness {
 		rd.Ready = rd.Ready && st.OK
 		mu.Unlock()
 	})
-	var names []string
-	if s.targets != nil {
-		names = s.targets.Names()
+	wg.Go(func() {
+		targets := s.probeTargets(ctx)
+		mu.Lock()
+		for name, st := range targets {
+			rd.Targets[name] = st
+			rd.Ready = rd.Ready && st.OK
+		}
+		mu.Unlock()
+	})
+	wg.Wait()
+	return rd
+}
+
+// probeTargets probes every target concurrently, within ctx's deadline. It is what /readyz
+// and the admin targets page report. A target whose pool cannot be opened is not OK, with
+// the reason.
+func (s *Server) probeTargets(ctx context.Context) map[string]DBStatus {
+	out := map[string]DBStatus{}
+	if s.targets == nil {
+		return out
 	}
-	for _, name := range names {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, name := range s.targets.Names() {
 		wg.Go(func() {
 			var st DBStatus
 			db, err := s.targets.DB(ctx, name)
@@ -84,15 +103,15 @@ func (s *Server) Readiness(ctx context.Context) Readiness {
 				st = probe(ctx, db)
 			}
 			mu.Lock()
-			rd.Targets[name] = st
-			rd.Ready = rd.Ready && st.OK
+			out[name] = st
 			mu.Unlock()
 		})
 	}
 	wg.Wait()
-	return rd
+	return out
 }
 
+// probe reads a database's version and whether it allows prepared transactions.
 func probe(ctx context.Context, db *pg.DB) DBStatus {
 	var st DBStatus
 	err := db.Pool.QueryRow(ctx,

@@ -28,6 +28,7 @@ func (s *Server) routes() http.Handler {
 	s.page("POST /admin/users/{id}/role", auth.Administer, s.adminUserRole)
 	s.page("POST /admin/users/{id}/disable", auth.Administer, s.adminUserDisable)
 	s.page("GET /admin/policy", auth.Administer, s.adminPolicy)
+	s.page("GET /admin/targets", auth.Administer, s.adminTargets)
 	s.requestRoutes()
 	s.previewRoutes()
 
