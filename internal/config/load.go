@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -69,7 +70,7 @@ func Parse(path string, data []byte, env Env) (*Config, error) {
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, Errors{yamlSyntaxError(path, err)}
+		return nil, Errors{yamlSyntaxError(path, data, err)}
 	}
 	d := &decoder{file: path, env: env, positions: map[string]Pos{}}
 	c := &Config{Path: path, Positions: d.positions}
@@ -88,13 +89,36 @@ func Parse(path string, data []byte, env Env) (*Config, error) {
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-func yamlSyntaxError(path string, err error) *Error {
+func yamlSyntaxError(path string, data []byte, err error) *Error {
 	msg := err.Error()
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		return &Error{File: path, Pos: Pos{Line: line, Col: 1}, Msg: "YAML syntax: " + m[2]}
 	}
-	return &Error{File: path, Msg: "YAML syntax: " + strings.TrimPrefix(msg, "yaml: ")}
+	// The YAML parser names no line for bytes it cannot read (invalid UTF-8, control
+	// characters) nor for a problem on the first line; find the unreadable byte, or point at
+	// line 1.
+	return &Error{File: path, Pos: unreadableAt(data), Msg: "YAML syntax: " + strings.TrimPrefix(msg, "yaml: ")}
+}
+
+// unreadableAt is the place of the first character YAML does not allow in a file, or 1:1.
+func unreadableAt(data []byte) Pos {
+	p := Pos{Line: 1, Col: 1}
+	for i := 0; i < len(data); {
+		r, n := utf8.DecodeRune(data[i:])
+		printable := r == '\t' || r == '\n' || r == '\r' || r >= 0x20 && r <= 0x7e || r == 0x85 ||
+			r >= 0xa0 && r <= 0xd7ff || r >= 0xe000 && r <= 0xfffd && (r != 0xfeff || i == 0) || r >= 0x10000 && r <= 0x10ffff
+		if r == utf8.RuneError && n <= 1 || !printable {
+			return p
+		}
+		if r == '\n' {
+			p.Line, p.Col = p.Line+1, 1
+		} else {
+			p.Col++
+		}
+		i += n
+	}
+	return Pos{Line: 1, Col: 1}
 }
 
 type decoder struct {

@@ -2,8 +2,12 @@ package web
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/tombstone-console/tombstone/internal/auth"
 	"github.com/tombstone-console/tombstone/web/templates"
@@ -51,6 +55,10 @@ func (s *Server) adminUserAdd(w http.ResponseWriter, r *http.Request) error {
 	role, err := auth.ParseRole(form.Role)
 	if err != nil {
 		form.Errors = map[string]string{"role": "Choose one of the roles."}
+		return s.renderUsers(w, r, http.StatusUnprocessableEntity, form, nil)
+	}
+	if errs := userTextErrors(form); len(errs) > 0 {
+		form.Errors = errs
 		return s.renderUsers(w, r, http.StatusUnprocessableEntity, form, nil)
 	}
 	password := auth.GeneratePassword()
@@ -112,6 +120,21 @@ func (s *Server) adminUserDisable(w http.ResponseWriter, r *http.Request) error 
 	s.logger(r.Context()).Info("user disabled", "by", currentUser(r).Name, "name", u.Name)
 	s.flash(w, r, "success", u.Name+" is disabled and signed out everywhere.")
 	return seeOther(w, r, "/admin/users")
+}
+
+// maxUserText bounds the display name and SSO subject, which are stored and shown as given.
+const maxUserText = 255
+
+// userTextErrors checks the free-text fields of the add-user form: valid UTF-8, no control
+// characters, at most maxUserText bytes.
+func userTextErrors(f templates.UserForm) map[string]string {
+	errs := map[string]string{}
+	for field, v := range map[string]string{"display_name": f.DisplayName, "oidc_subject": f.OIDCSubject} {
+		if len(v) > maxUserText || !utf8.ValidString(v) || strings.ContainsFunc(v, unicode.IsControl) {
+			errs[field] = fmt.Sprintf("Use at most %d bytes of printable text.", maxUserText)
+		}
+	}
+	return errs
 }
 
 func pathID(r *http.Request) (int64, error) {

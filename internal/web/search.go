@@ -26,6 +26,9 @@ const searchLimit = 50
 func (s *Server) home(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	query := strings.TrimSpace(q.Get("q"))
+	if len(query) > maxKeyLength || !utf8.ValidString(query) {
+		return badRequest(fmt.Sprintf("The search text must be valid UTF-8 and at most %d bytes long.", maxKeyLength))
+	}
 	names := s.cfg.KindNames()
 	kind := q.Get("kind")
 	if _, ok := s.cfg.Kinds[kind]; !ok && len(names) > 0 {

@@ -37,6 +37,12 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) error {
 	if f.Next == "/" {
 		f.Next = ""
 	}
+	if auth.ValidateName(f.Name) != nil {
+		// No user can have this name (too long, not UTF-8, …): answer as for a wrong password
+		// without looking it up, and do not echo it back.
+		f.Name, f.Error = "", "Wrong user name or password."
+		return s.renderSignIn(w, r, http.StatusUnprocessableEntity, f)
+	}
 	u, err := s.authn.Authenticate(r.Context(), f.Name, r.PostForm.Get("password"), clientIP(r))
 	var te *auth.ThrottledError
 	switch {
