@@ -51,8 +51,9 @@ generate: ## regenerate templ components
 check-generated: generate ## fail when generated files are not committed
 	@git diff --exit-code -- '*_templ.go' || { echo "generated files are stale: run make generate and commit"; exit 1; }
 
-bench: ## run the benchmarks: preview vs join counts (BENCH_ROWS, default 1,000,000), audit append and export
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./internal/preview/ ./internal/audit/
+bench: ## run the benchmark suite and print one table, saved to docs/benchmarks.md (BENCH_SIZES, BENCH_LARGE=1 for 10M, BENCH_RUNS, BENCH_KEEP=1; needs wrk)
+	@command -v wrk >/dev/null || { echo "make bench needs wrk (Debian: apt-get install -y wrk)"; exit 1; }
+	BENCH_OUT=$${BENCH_OUT:-docs/benchmarks.md} $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 180m ./internal/bench/
 
 clean: ## remove build output
 	rm -rf bin
