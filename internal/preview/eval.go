@@ -415,15 +415,20 @@ func rowOf(alias string, cols []string) string {
 
 // reachSQL selects the keys of child-table rows reached through e from parent's set.
 func (s *Sets) reachSQL(e *policy.Edge, parent *policy.Node, child *schema.Table) string {
+	values, _ := s.reachValues(e, parent)
+	return fmt.Sprintf("SELECT %s FROM %s c WHERE (%s) IN (%s)", keySelect(child, "c"), child.Name.Quoted(), qualified("c", e.ToColumns), values)
+}
+
+// reachValues selects the values of e's parent columns over parent's set: the rows of the child
+// table whose e.ToColumns equal one of them are reached. unique is true when the set's own keys
+// are the values, so no value repeats.
+func (s *Sets) reachValues(e *policy.Edge, parent *policy.Node) (values string, unique bool) {
 	prel := s.nodes[parent.ID].rel
 	pt := parent.Table
-	var values string
 	if len(pt.PrimaryKey) > 0 && sameColumns(e.FromColumns, pt.PrimaryKey) {
-		values = fmt.Sprintf("SELECT %s FROM %s", pg.QuoteIdents(e.FromColumns), prel)
-	} else {
-		values = fmt.Sprintf("SELECT %s FROM %s p WHERE %s IN (SELECT %s FROM %s)", qualified("p", e.FromColumns), pt.Name.Quoted(), keyRef(pt, "p"), pg.QuoteIdents(KeyColumns(pt)), prel)
+		return fmt.Sprintf("SELECT %s FROM %s", pg.QuoteIdents(e.FromColumns), prel), true
 	}
-	return fmt.Sprintf("SELECT %s FROM %s c WHERE (%s) IN (%s)", keySelect(child, "c"), child.Name.Quoted(), qualified("c", e.ToColumns), values)
+	return fmt.Sprintf("SELECT %s FROM %s p WHERE %s IN (SELECT %s FROM %s)", qualified("p", e.FromColumns), pt.Name.Quoted(), keyRef(pt, "p"), pg.QuoteIdents(KeyColumns(pt)), prel), false
 }
 
 // rootValues reads the root's values of an also link's source column, by the root's key.

@@ -10,9 +10,11 @@ import (
 	"github.com/tombstone-console/tombstone/internal/policy"
 )
 
-// Inline evaluation computes a read-only preview in one statement per target: every node's set
-// is a MATERIALIZED common table expression instead of a temp table, and the counts, samples,
-// blockers and key hashes come back as rows of that same statement. It skips the temp tables'
+// Inline evaluation computes a read-only preview in one statement per target: a node's set is a
+// MATERIALIZED common table expression instead of a temp table, and the counts, samples,
+// blockers and key hashes come back as rows of that same statement. Leaf sets that need no other
+// set (see streamable) are not stored at all: their rows are counted and hashed as they are
+// read, a set reached through several paths without a DISTINCT union. It skips the temp tables'
 // catalog and write costs, so it is as fast as the join counts a person would write. It covers
 // every plan except those needing iteration in Go: cycles across several tables (evaluated to
 // a fixpoint) and owned rows (which may have to be excluded and their subtrees rebuilt). Both
@@ -82,8 +84,22 @@ func (s *Sets) inlineTarget(ctx context.Context, target string, specs []tableSpe
 		base := fmt.Sprintf("SELECT %s FROM %s t WHERE %s", keySelect(t, "t"), t.Name.Quoted(), strings.Join(conds, " AND "))
 		ctes = append(ctes, fmt.Sprintf("%s AS MATERIALIZED (%s)", s.nodes[0].rel, withSelf(plan.Root, base)))
 	}
+	// Streamed sets: each node's rows are counted and hashed as they are read, never stored.
+	streamed := map[int]bool{} // spec index
+	piece := map[int]string{}  // node ID → its piece's one-row relation
+	var pieces []string        // after the sets they read
+	for i, sp := range specs {
+		if sp.target != target || !streamable(specs, i) {
+			continue
+		}
+		streamed[i] = true
+		for k, n := range sp.nodes {
+			piece[n.ID] = fmt.Sprintf("tomb_p%d", n.ID)
+			pieces = append(pieces, fmt.Sprintf("%s AS MATERIALIZED (%s)", piece[n.ID], s.pieceSQL(sp, k)))
+		}
+	}
 	for _, n := range plan.Nodes[1:] {
-		if n.Target != target {
+		if n.Target != target || piece[n.ID] != "" {
 			continue
 		}
 		sql, a, err := s.selectSQL(ctx, n, len(args)+1)
@@ -93,8 +109,13 @@ func (s *Sets) inlineTarget(ctx context.Context, target string, specs []tableSpe
 		args = append(args, a...)
 		ctes = append(ctes, fmt.Sprintf("%s AS MATERIALIZED (%s)", s.nodes[n.ID].rel, sql))
 	}
+	ctes = append(ctes, pieces...)
 	for _, n := range plan.Nodes {
 		if n.Target != target {
+			continue
+		}
+		if p := piece[n.ID]; p != "" {
+			rows = append(rows, fmt.Sprintf("SELECT 'n', %d, (SELECT n FROM %s), 0::bigint, NULL::text, %s::text", n.ID, p, sampleSQL(n.Table, s.streamSample(n, p))))
 			continue
 		}
 		rel := s.nodes[n.ID].rel
@@ -112,6 +133,16 @@ func (s *Sets) inlineTarget(ctx context.Context, target string, specs []tableSpe
 	}
 	for i, sp := range specs {
 		if sp.target != target {
+			continue
+		}
+		if streamed[i] {
+			var count, h1, h2 []string
+			for _, n := range sp.nodes {
+				count = append(count, fmt.Sprintf("(SELECT d FROM %s)", piece[n.ID]))
+				h1 = append(h1, fmt.Sprintf("coalesce((SELECT h1 FROM %s), 0)", piece[n.ID]))
+				h2 = append(h2, fmt.Sprintf("coalesce((SELECT h2 FROM %s), 0)", piece[n.ID]))
+			}
+			rows = append(rows, fmt.Sprintf("SELECT 't', %d, %s, 0::bigint, %s, NULL::text", i, strings.Join(count, " + "), keyHashOf(strings.Join(h1, " + "), strings.Join(h2, " + "))))
 			continue
 		}
 		sql, all, reuse := setSQL(sp, rel, find(sp, config.ActionDelete), find(sp, config.ActionSoft))
@@ -188,4 +219,86 @@ func (s *Sets) inlineTarget(ctx context.Context, target string, specs []tableSpe
 		return ErrRootNotFound
 	}
 	return nil
+}
+
+// sampleWindow is how many rows, in key order from a streamed node's smallest key, its sample
+// looks at before it falls back to reading the whole node again.
+const sampleWindow = 1000
+
+// streamable reports whether final set specs[i] is computed from its nodes' rows as they are
+// read, without materializing them: its nodes are the only ones of their table, all leaves of
+// the same target as their parents and without back edges, the action needs no other set
+// (delete, detach or keep), and the table's key is one integer column.
+func streamable(specs []tableSpec, i int) bool {
+	sp := specs[i]
+	switch sp.action {
+	case config.ActionDelete, config.ActionDetach, config.ActionKeep:
+	default:
+		return false
+	}
+	for j, o := range specs {
+		if j != i && o.target == sp.target && o.table == sp.table {
+			return false
+		}
+	}
+	t := sp.table
+	if len(t.PrimaryKey) != 1 || t.Column(t.PrimaryKey[0]) == nil || !isInteger(t.Column(t.PrimaryKey[0]).Type) {
+		return false
+	}
+	for _, n := range sp.nodes {
+		if n.Parent == nil || n.Parent.Target != n.Target || len(n.Children) > 0 || len(n.Back) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// pieceSQL is one row about node sp.nodes[k] of a streamed set: n, the rows the node reaches;
+// d, h1 and h2, the count and key hash sums of those not reached by an earlier node of the set
+// (so the pieces of a set add up to its DISTINCT rows without a union); m, its smallest key.
+// Whether an earlier node reaches a row is a hash probe of that node's parent values (a left
+// join on unique values), not a comparison with the earlier node's rows.
+func (s *Sets) pieceSQL(sp tableSpec, k int) string {
+	t := sp.table
+	n := sp.nodes[k]
+	var joins, fresh []string
+	for j := 0; j < k; j++ {
+		m := sp.nodes[j]
+		values, unique := s.reachValues(m.Edge, m.Parent)
+		if !unique {
+			values = "SELECT DISTINCT * FROM (" + values + ") v"
+		}
+		alias := fmt.Sprintf("x%d", j)
+		cols := make([]string, len(m.Edge.ToColumns))
+		on := make([]string, len(m.Edge.ToColumns))
+		for ci, c := range m.Edge.ToColumns {
+			cols[ci] = fmt.Sprintf("v%d", ci)
+			on[ci] = fmt.Sprintf("%s.v%d = c.%s", alias, ci, pg.QuoteIdent(c))
+		}
+		joins = append(joins, fmt.Sprintf(" LEFT JOIN (%s) %s(%s) ON %s", values, alias, strings.Join(cols, ", "), strings.Join(on, " AND ")))
+		fresh = append(fresh, alias+".v0 IS NULL")
+	}
+	isNew := "true"
+	if len(fresh) > 0 {
+		isNew = strings.Join(fresh, " AND ")
+	}
+	values, _ := s.reachValues(n.Edge, n.Parent)
+	return fmt.Sprintf("SELECT count(*) AS n, count(*) FILTER (WHERE %[1]s) AS d, sum(%[2]s) FILTER (WHERE %[1]s) AS h1, sum(%[3]s) FILTER (WHERE %[1]s) AS h2, min(c.%[4]s) AS m FROM %[5]s c%[6]s WHERE (%[7]s) IN (%[8]s)",
+		isNew, keyHashExpr(t, "c", keySeed1), keyHashExpr(t, "c", keySeed2), pg.QuoteIdent(t.PrimaryKey[0]), t.Name.Quoted(), strings.Join(joins, ""), qualified("c", n.Edge.ToColumns), values)
+}
+
+// streamSample is a relation of the keys a streamed node's sample is taken from: the node's rows
+// among the sampleWindow rows of its table from its smallest key on, in key order, which hold its
+// SampleSize smallest keys unless other rows are interleaved; then, and only then, all its rows.
+func (s *Sets) streamSample(n *policy.Node, piece string) string {
+	t := n.Table
+	key := pg.QuoteIdent(t.PrimaryKey[0])
+	values, _ := s.reachValues(n.Edge, n.Parent)
+	member := fmt.Sprintf("(%s) IN (%s)", qualified("c", n.Edge.ToColumns), values)
+	near := fmt.Sprintf("SELECT c.%[1]s FROM (SELECT c.* FROM %[2]s c WHERE c.%[1]s >= (SELECT m FROM %[3]s) ORDER BY c.%[1]s LIMIT %[4]d) c WHERE %[5]s ORDER BY c.%[1]s LIMIT %[6]d",
+		key, t.Name.Quoted(), piece, sampleWindow, member, SampleSize)
+	// OFFSET 0 keeps the planner from walking the whole key index in order to find a few rows.
+	all := fmt.Sprintf("SELECT f.%[1]s FROM (SELECT c.%[1]s FROM %[2]s c WHERE %[3]s OFFSET 0) f", key, t.Name.Quoted(), member)
+	short := fmt.Sprintf("(SELECT count(*) FROM (%s) k) < LEAST(%d, (SELECT n FROM %s))", near, SampleSize, piece)
+	return fmt.Sprintf("(SELECT k.* FROM (%s) k WHERE NOT %s UNION ALL %s WHERE %s) b", near, short, all, short)
 }

@@ -448,7 +448,7 @@ func warnings(plan *policy.Plan, f *facts, p *Preview) []Warning {
 }
 
 // Digest is SHA-256 over the canonical preview: kind, root key, policy hash, schema
-// fingerprints, and per (target, table, action) the count and the hash of the sorted key set.
+// fingerprints, and per (target, table, action) the count and the hash of the key set.
 // Any change to what the deletion would touch changes it.
 func Digest(p *Preview) string {
 	type line struct {
@@ -489,33 +489,44 @@ func Digest(p *Preview) string {
 // emptyKeyHash is keyHash of an empty set: SHA-256 of the empty string.
 const emptyKeyHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
-// keyHashSQL hashes a set's sorted keys in SQL, so the keys never travel to Go. Keys sort by
-// their own type (text in the "C" collation, so the order does not depend on the server's
-// locale); both evaluations build the same expression, so their digests agree.
+// keyHashSQL hashes a set's keys in SQL, so the keys never travel to Go. The hash does not
+// depend on the order rows come in: it is SHA-256 over two sums of 64-bit key hashes with
+// different seeds, so a set reached through several paths can be hashed piece by piece
+// (keyHashPieces) and gives the same value as the materialized set. Both evaluations build the
+// same expressions, so their digests agree.
 func keyHashSQL(t *schema.Table, rel string) string {
-	cols := KeyColumns(t)
-	order := make([]string, len(cols))
-	text := make([]string, len(cols))
-	for i, c := range cols {
-		ref := "s." + pg.QuoteIdent(c)
-		order[i] = ref
-		if col := t.Column(c); col != nil && collatable(col.Type) {
-			order[i] = ref + ` COLLATE "C"`
-		}
-		text[i] = ref + "::text"
-	}
-	return fmt.Sprintf(`(SELECT encode(sha256(convert_to(coalesce(string_agg(%s, E'\n' ORDER BY %s), ''), 'UTF8')), 'hex') FROM %s s)`,
-		strings.Join(text, " || ',' || "), strings.Join(order, ", "), rel)
+	return fmt.Sprintf("(SELECT %s FROM %s s)", keyHashOf(fmt.Sprintf("sum(%s)", keyHashExpr(t, "s", keySeed1)), fmt.Sprintf("sum(%s)", keyHashExpr(t, "s", keySeed2))), rel)
 }
 
-// collatable reports whether a column type sorts by collation.
-func collatable(typ string) bool {
-	for _, p := range []string{"text", "character", "citext", "name"} {
-		if strings.HasPrefix(typ, p) {
-			return true
+// Seeds of the two key hash sums.
+const (
+	keySeed1 = 1
+	keySeed2 = 2
+)
+
+// keyHashOf is the key hash of a non-empty set from its two sums (numeric or bigint).
+func keyHashOf(sum1, sum2 string) string {
+	return fmt.Sprintf("encode(sha256(convert_to(coalesce(%s, 0)::text || ',' || coalesce(%s, 0)::text, 'UTF8')), 'hex')", sum1, sum2)
+}
+
+// keyHashExpr is the 64-bit hash of one row's key under alias. Integer keys use the integer hash
+// (several times cheaper than hashing text); other keys hash their text, and composite keys the
+// text of the row value, which quotes its fields, so (1, '2,3') and (12, '3') differ.
+func keyHashExpr(t *schema.Table, alias string, seed int) string {
+	cols := KeyColumns(t)
+	if len(cols) == 1 {
+		ref := alias + "." + pg.QuoteIdent(cols[0])
+		if col := t.Column(cols[0]); col != nil && isInteger(col.Type) {
+			return fmt.Sprintf("hashint8extended(%s::bigint, %d)", ref, seed)
 		}
+		return fmt.Sprintf("hashtextextended(%s::text, %d)", ref, seed)
 	}
-	return false
+	return fmt.Sprintf("hashtextextended(ROW(%s)::text, %d)", qualified(alias, cols), seed)
+}
+
+// isInteger reports whether a column type is one of PostgreSQL's integer types.
+func isInteger(typ string) bool {
+	return typ == "bigint" || typ == "integer" || typ == "smallint"
 }
 
 // sampleSQL is a scalar subquery returning up to SampleSize rows of a set as a JSON array of

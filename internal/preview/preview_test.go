@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tombstone-console/tombstone/internal/config"
@@ -205,4 +206,73 @@ func TestSoftRootTree(t *testing.T) {
 	locked, err := preview.Describe(ctx, sets)
 	require.NoError(t, err)
 	require.Equal(t, p.Digest, locked.Digest, "the executor's evaluation agrees with the preview")
+}
+
+// Leaf sets are counted and hashed as they are read (one piece per path, a row counted by the
+// first path that reaches it) and their samples come from a window of the key index; a node
+// whose rows are spread thinner than the window falls back to reading all of them. Every figure
+// must match the temp-table evaluation.
+func TestStreamedLeaves(t *testing.T) {
+	t.Parallel()
+	db, _ := pgtest.Empty(t)
+	exec(t, db, `
+		CREATE TABLE tenants (id bigint PRIMARY KEY, name text);
+		CREATE TABLE repos (id bigint PRIMARY KEY, tenant_id bigint NOT NULL REFERENCES tenants ON DELETE CASCADE);
+		CREATE TABLE commits (id bigint PRIMARY KEY, repo_id bigint NOT NULL REFERENCES repos ON DELETE CASCADE);
+		-- Reached through commits and through repos directly: a diamond.
+		CREATE TABLE objects (id int PRIMARY KEY, repo_id bigint NOT NULL REFERENCES repos ON DELETE CASCADE,
+			commit_id bigint REFERENCES commits ON DELETE CASCADE, name text);
+		-- Rows of tenant 1 are sparse among tenant 2's: the sample window misses most of them.
+		CREATE TABLE events (id bigint PRIMARY KEY, tenant_id bigint NOT NULL REFERENCES tenants ON DELETE CASCADE, title text);
+		INSERT INTO tenants VALUES (1, 'one'), (2, 'two');
+		INSERT INTO repos VALUES (1, 1), (2, 1), (3, 2);
+		INSERT INTO commits SELECT g, 1 + g % 3 FROM generate_series(1, 30) g;
+		INSERT INTO objects SELECT g, 1 + g % 3, CASE WHEN g % 4 = 0 THEN NULL ELSE 1 + g % 30 END, 'o' || g FROM generate_series(1, 3000) g;
+		INSERT INTO events SELECT g, CASE WHEN g % 700 = 0 THEN 1 ELSE 2 END, 'e' || g FROM generate_series(1, 5000) g;
+		ANALYZE;`)
+	e := engineFor(t, db, "kinds:\n  tenant: {table: tenants}\n")
+	ctx := context.Background()
+	plan, err := e.Plan(ctx, "tenant")
+	require.NoError(t, err)
+	require.True(t, preview.Inlineable(plan))
+
+	evaluate := func(inline bool) *preview.Preview {
+		tx, err := db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+		require.NoError(t, err)
+		defer func() { _ = tx.Rollback(ctx) }()
+		q := map[string]preview.Querier{"db": tx}
+		if inline {
+			p, err := preview.EvaluateInline(ctx, q, plan, []string{"1"})
+			require.NoError(t, err)
+			return p
+		}
+		sets, err := preview.Evaluate(ctx, q, plan, []string{"1"})
+		require.NoError(t, err)
+		p, err := preview.Describe(ctx, sets)
+		require.NoError(t, err)
+		return p
+	}
+	in, temp := evaluate(true), evaluate(false)
+	require.Equal(t, temp.Summary, in.Summary)
+	require.Equal(t, temp.Tree, in.Tree)
+	require.Equal(t, temp.Digest, in.Digest)
+
+	var objects int64
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM objects o WHERE repo_id IN (1, 2) OR commit_id IN (SELECT id FROM commits WHERE repo_id IN (1, 2))`).Scan(&objects))
+	require.Equal(t, objects, summary(in)["public.objects delete"], "a row reached by both paths counts once")
+	require.Equal(t, int64(7), summary(in)["public.events delete"])
+	for _, n := range in.Tree.Children {
+		if n.Table == "public.events" {
+			require.Len(t, n.Sample, preview.SampleSize)
+			require.Equal(t, "700", n.Sample[0].Key, "the smallest keys, found past the window")
+			require.Equal(t, "3500", n.Sample[4].Key)
+		}
+	}
+
+	// Swapping one row of a streamed set for another keeps its count and changes the digest.
+	exec(t, db, `UPDATE objects SET repo_id = 3 WHERE id = 4; UPDATE objects SET repo_id = 1 WHERE id = 8`)
+	moved := evaluate(true)
+	require.Equal(t, summary(in), summary(moved))
+	require.Equal(t, evaluate(false).Digest, moved.Digest)
+	require.NotEqual(t, in.Digest, moved.Digest)
 }
