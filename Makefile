@@ -5,7 +5,7 @@ BIN := bin/console
 FUZZTIME ?= 20s
 export TOMBSTONE_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 
-.PHONY: help build demo test test-race test-faults soak fuzz vuln lint generate check-generated bench clean
+.PHONY: help build demo test test-race test-faults soak fuzz vuln lint generate check-generated bench screenshots clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -54,6 +54,10 @@ check-generated: generate ## fail when generated files are not committed
 bench: ## run the benchmark suite and print one table, saved to docs/benchmarks.md (BENCH_SIZES, BENCH_LARGE=1 for 10M, BENCH_RUNS, BENCH_KEEP=1; needs wrk)
 	@command -v wrk >/dev/null || { echo "make bench needs wrk (Debian: apt-get install -y wrk)"; exit 1; }
 	BENCH_OUT=$${BENCH_OUT:-docs/benchmarks.md} $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 180m ./internal/bench/
+
+screenshots: ## regenerate docs/screenshots (the README's feature tour) with the end-to-end browser suite
+	rm -f docs/screenshots/*.png
+	TOMBSTONE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run 'TestE2ETenantJourney$$' ./cmd/console/
 
 clean: ## remove build output
 	rm -rf bin

@@ -12,8 +12,11 @@ import (
 )
 
 // requestProgress is the progress panel alone, which htmx polls every second while the
-// request is approved or running. Once the request has finished it tells htmx to reload the
-// whole page (HX-Refresh), which then shows the results instead of the panel.
+// request is approved or running. Once the request has finished it tells htmx to load the
+// whole page into the body (HX-Location), which then shows the results instead of the panel.
+// Not HX-Refresh: htmx does not swap on it, so the panel went on polling, and each poll
+// restarted a reload that took longer than a second, so the results never showed. htmx drops
+// the polls' HX-Location requests while the first one is in flight.
 func (s *Server) requestProgress(w http.ResponseWriter, r *http.Request) error {
 	rq, err := s.loadRequest(r)
 	if err != nil {
@@ -21,7 +24,11 @@ func (s *Server) requestProgress(w http.ResponseWriter, r *http.Request) error {
 	}
 	pr := s.progress(r.Context(), rq)
 	if !pr.Poll && r.Header.Get("HX-Request") == "true" {
-		w.Header().Set("HX-Refresh", "true")
+		loc, err := json.Marshal(map[string]string{"path": pr.PageURL, "target": "body"})
+		if err != nil {
+			return err
+		}
+		w.Header().Set("HX-Location", string(loc))
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	return s.render(w, r, http.StatusOK, templates.ProgressPanel(pr))
@@ -97,8 +104,10 @@ func (s *Server) result(ctx context.Context, rq *approval.Request) *templates.Re
 	case rep.Reason != "":
 		res.Error = rep.Reason
 	}
-	if rq.State == approval.Partial {
-		for _, ts := range s.targetStatus(ctx, rq) {
+	// A request across targets shows each target's outcome: which are done, and on a partial
+	// request which are left for Resume.
+	if ts := s.targetStatus(ctx, rq); rq.State == approval.Partial || len(ts) > 1 {
+		for _, ts := range ts {
 			o := templates.TargetOutcome{Target: ts.Target, State: "waiting"}
 			switch ts.Phase {
 			case exec.PhaseCommitted:
@@ -108,9 +117,9 @@ func (s *Server) result(ctx context.Context, rq *approval.Request) *templates.Re
 			}
 			res.Targets = append(res.Targets, o)
 		}
-		if path := requestURL(rq.ID) + "/resume"; s.routeExists(http.MethodPost, path) {
-			res.ResumeURL = path
-		}
+	}
+	if path := requestURL(rq.ID) + "/resume"; rq.State == approval.Partial && s.routeExists(http.MethodPost, path) {
+		res.ResumeURL = path
 	}
 	return res
 }

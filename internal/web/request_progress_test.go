@@ -65,7 +65,7 @@ func TestRequestProgressAndResults(t *testing.T) {
 	// The fragment htmx polls: per-table bars and per-target status, polling every second.
 	r := bob.get(reqPath(rq.ID, "/progress"), "HX-Request", "true")
 	require.Equal(t, http.StatusOK, r.StatusCode)
-	require.Empty(t, r.Header.Get("HX-Refresh"))
+	require.Empty(t, r.Header.Get("HX-Location"))
 	panel := r.testid("progress")
 	require.Equal(t, "running", panel.AttrOr("data-state", ""))
 	require.Equal(t, "every 1s", panel.AttrOr("hx-trigger", ""))
@@ -90,7 +90,7 @@ func TestRequestProgressAndResults(t *testing.T) {
 	require.Equal(t, reqPath(rq.ID, ""), page.testid("progress-refresh").AttrOr("href", ""))
 	checkHeaders(t, page, "running request")
 
-	// Done: polling stops (htmx is told to reload the page), and the page shows the counts.
+	// Done: polling stops (htmx is told to load the page), and the page shows the counts.
 	report := exec.Report{Digest: rq.Digest, Rows: 1204, Tables: []exec.TableCount{
 		{Target: "app", Table: "public.audit_notes", Action: "detach", Rows: 3},
 		{Target: "app", Table: "public.tenants", Action: "delete", Rows: 1},
@@ -99,7 +99,7 @@ func TestRequestProgressAndResults(t *testing.T) {
 	_, err := svc.Finish(ctx, a.db.Bun, rq.ID, approval.Done, rqJSON(t, report), "")
 	require.NoError(t, err)
 	r = bob.get(reqPath(rq.ID, "/progress"), "HX-Request", "true")
-	require.Equal(t, "true", r.Header.Get("HX-Refresh"))
+	require.JSONEq(t, `{"path": "`+reqPath(rq.ID, "")+`", "target": "body"}`, r.Header.Get("HX-Location"))
 	require.Empty(t, r.testid("progress").AttrOr("hx-trigger", ""))
 	page = bob.get(reqPath(rq.ID, ""))
 	require.Zero(t, page.testid("progress").Length())
