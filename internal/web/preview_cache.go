@@ -22,6 +22,12 @@ const (
 	// exact counts, lazily loaded nodes and the request POST within this window share one
 	// evaluation.
 	previewTTL = 30 * time.Second
+	// previewRefresh is the age after which a visit to a cached preview starts evaluating it
+	// again in the background while the cached one is still served; the new one replaces it
+	// when it is done. A preview that is looked at all the time (many operators on one big
+	// tenant) is thus never recomputed while they wait, and none shown is older than
+	// previewTTL unless the evaluation takes longer than previewTTL - previewRefresh.
+	previewRefresh = previewTTL / 2
 	// previewTimeout bounds one evaluation, which runs on after the page that started it has
 	// been served (the htmx request joins it).
 	previewTimeout = 5 * time.Minute
@@ -41,6 +47,8 @@ type previewCache struct {
 
 	mu      sync.Mutex
 	entries map[string]*previewEntry
+	// next holds the background re-evaluations of entries that are still being served.
+	next map[string]*previewEntry
 }
 
 // previewEntry is one evaluation: running until done is closed, then p or err.
@@ -49,13 +57,19 @@ type previewEntry struct {
 	p    *preview.Preview
 	err  error
 	at   time.Time // when it finished
+	// refreshed is set once a re-evaluation of this entry was started, so that a failing
+	// one is not retried on every visit; the entry then expires at previewTTL.
+	refreshed bool
 }
 
 func newPreviewCache(wait time.Duration, now func() time.Time) *previewCache {
 	if wait == 0 {
 		wait = DefaultExactWait
 	}
-	return &previewCache{wait: wait, now: now, slots: make(chan struct{}, previewSlots), entries: map[string]*previewEntry{}}
+	return &previewCache{
+		wait: wait, now: now, slots: make(chan struct{}, previewSlots),
+		entries: map[string]*previewEntry{}, next: map[string]*previewEntry{},
+	}
 }
 
 // previewKey identifies an exact preview: kind, root key, policy hash and schema fingerprints.
@@ -80,8 +94,9 @@ func previewKey(plan *policy.Plan, rootKey []string) string {
 
 // start returns the evaluation for key: a finished one younger than previewTTL, the one
 // running, or a new one it starts with run. With fresh, a finished evaluation is not reused.
-// The evaluation runs on a context of its own (values kept, cancellation not), so a client
-// that goes away does not waste the work for the next one.
+// A finished one older than previewRefresh is still returned, and a re-evaluation starts
+// behind it (see previewRefresh). Evaluations run on a context of their own (values kept,
+// cancellation not), so a client that goes away does not waste the work for the next one.
 func (c *previewCache) start(ctx context.Context, key string, fresh bool, run func(context.Context) (*preview.Preview, error)) *previewEntry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -91,11 +106,30 @@ func (c *previewCache) start(ctx context.Context, key string, fresh bool, run fu
 			delete(c.entries, k)
 		}
 	}
-	if e := c.entries[key]; e != nil && (!e.finished() || !fresh) {
+	e := c.entries[key]
+	if n := c.next[key]; e == nil && n != nil {
+		// The served preview expired before its re-evaluation finished: join that.
+		delete(c.next, key)
+		c.entries[key], e = n, n
+	}
+	if e != nil && (!e.finished() || !fresh) {
+		if e.finished() && e.err == nil && !e.refreshed && now.Sub(e.at) > previewRefresh {
+			e.refreshed = true
+			c.next[key] = c.launch(ctx, key, run)
+		}
 		return e
 	}
-	e := &previewEntry{done: make(chan struct{})}
+	delete(c.next, key) // a re-evaluation started before this fresh one must not replace it
+	e = c.launch(ctx, key, run)
 	c.entries[key] = e
+	return e
+}
+
+// launch starts an evaluation; the caller stores it in entries or next. When it finishes, a
+// re-evaluation (still in next) replaces the served entry if it succeeded, and a failed one in
+// entries is dropped so that the next visitor tries again. The caller holds c.mu.
+func (c *previewCache) launch(ctx context.Context, key string, run func(context.Context) (*preview.Preview, error)) *previewEntry {
+	e := &previewEntry{done: make(chan struct{})}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), previewTimeout)
 		defer cancel()
@@ -104,7 +138,13 @@ func (c *previewCache) start(ctx context.Context, key string, fresh bool, run fu
 		<-c.slots
 		c.mu.Lock()
 		e.p, e.err, e.at = p, err, c.now()
-		if err != nil && c.entries[key] == e {
+		switch {
+		case c.next[key] == e:
+			delete(c.next, key)
+			if err == nil {
+				c.entries[key] = e
+			}
+		case err != nil && c.entries[key] == e:
 			delete(c.entries, key) // the next visitor tries again
 		}
 		c.mu.Unlock()
