@@ -161,8 +161,8 @@ func (c *console) signIn(name, password string) (string, error) {
 }
 
 // sessions creates users (role requester, as support staff are) and signs each in several
-// times, n sessions in all: one per simulated client, because the session store rewrites a
-// session's expiry on every request and 50 clients sharing one session row would queue on it.
+// times, n sessions in all: one per simulated client, as real operators each have their own
+// session (and its row in the sessions table).
 func (c *console) sessions(tb testing.TB, users, n int) (cookies []string, ids []int64) {
 	tb.Helper()
 	ctx := context.Background()
