@@ -132,6 +132,9 @@ type Result struct {
 //
 // The whole plan must live in this one target (single-target kinds).
 func ApplyTx(ctx context.Context, tx pgx.Tx, target string, p Plan) (*Result, error) {
+	if err := raiseWorkMem(ctx, tx); err != nil {
+		return nil, err
+	}
 	sets, err := preview.EvaluateWith(ctx, map[string]preview.Querier{target: tx}, p.Plan, p.RootKey, preview.Options{Lock: true})
 	if err != nil {
 		if errors.Is(err, preview.ErrRootNotFound) {
@@ -139,7 +142,7 @@ func ApplyTx(ctx context.Context, tx pgx.Tx, target string, p Plan) (*Result, er
 		}
 		return nil, err
 	}
-	pv, err := preview.Describe(ctx, sets)
+	pv, err := preview.Summarize(ctx, sets)
 	if err != nil {
 		return nil, err
 	}
@@ -218,16 +221,44 @@ func key(target string, ts *preview.TableSet) string {
 	return target + " " + ts.Table.Name.String() + " " + ts.Action
 }
 
-func keyMatch(ts *preview.TableSet) string {
+// setJoin is how a statement on ts.Table (aliased t) reaches the rows of ts's set: a join
+// clause naming the set s (for DELETE ... USING or UPDATE ... FROM) and the condition matching
+// t to it. A set holds each key once, so a plain join touches each row once; unlike a
+// semi-join (key IN (SELECT ...)) it needs no de-duplicating aggregate, whose size the
+// planner cannot estimate for a temp table without statistics and then answers with a
+// nested loop of index probes in hash order. A table without a primary key is matched by
+// ctid, which a TID scan serves best as IN.
+func setJoin(ts *preview.TableSet) (from, cond string) {
 	t := ts.Table
 	if len(t.PrimaryKey) == 0 {
-		return "t.ctid IN (SELECT * FROM " + ts.Rel + ")"
+		return "", "t.ctid IN (SELECT * FROM " + ts.Rel + ")"
 	}
-	cols := make([]string, len(t.PrimaryKey))
+	conds := make([]string, len(t.PrimaryKey))
 	for i, c := range t.PrimaryKey {
-		cols[i] = "t." + pg.QuoteIdent(c)
+		conds[i] = "t." + pg.QuoteIdent(c) + " = s." + pg.QuoteIdent(c)
 	}
-	return "(" + strings.Join(cols, ", ") + ") IN (SELECT * FROM " + ts.Rel + ")"
+	return ts.Rel + " s", strings.Join(conds, " AND ")
+}
+
+// deleteSQL deletes the rows of ts's set from its table.
+func deleteSQL(ts *preview.TableSet) string {
+	from, cond := setJoin(ts)
+	if from != "" {
+		from = " USING " + from
+	}
+	return fmt.Sprintf("DELETE FROM %s t%s WHERE %s", ts.Table.Name.Quoted(), from, cond)
+}
+
+// updateSQL sets columns of the rows of ts's set, where extra (if any) also holds.
+func updateSQL(ts *preview.TableSet, set, extra string) string {
+	from, cond := setJoin(ts)
+	if from != "" {
+		from = " FROM " + from
+	}
+	if extra != "" {
+		cond += " AND " + extra
+	}
+	return fmt.Sprintf("UPDATE %s t SET %s%s WHERE %s", ts.Table.Name.Quoted(), set, from, cond)
 }
 
 func detachSQL(ts *preview.TableSet) string {
@@ -245,16 +276,16 @@ func detachSQL(ts *preview.TableSet) string {
 			}
 		}
 	}
-	return fmt.Sprintf("UPDATE %s t SET %s WHERE %s", ts.Table.Name.Quoted(), strings.Join(sets, ", "), keyMatch(ts))
+	return updateSQL(ts, strings.Join(sets, ", "), "")
 }
 
 func softSQL(ts *preview.TableSet) string {
 	col := ts.Nodes[0].Tombstone
 	name := pg.QuoteIdent(col.Name)
 	if policy.IsBoolean(col) {
-		return fmt.Sprintf("UPDATE %s t SET %s = true WHERE %s AND t.%s IS NOT TRUE", ts.Table.Name.Quoted(), name, keyMatch(ts), name)
+		return updateSQL(ts, name+" = true", "t."+name+" IS NOT TRUE")
 	}
-	return fmt.Sprintf("UPDATE %s t SET %s = now() WHERE %s AND t.%s IS NULL", ts.Table.Name.Quoted(), name, keyMatch(ts), name)
+	return updateSQL(ts, name+" = now()", "t."+name+" IS NULL")
 }
 
 // deleteOrder groups the target's delete sets so that every group is deleted after every group
@@ -373,7 +404,7 @@ func sccs(n int, edges [][]int) []int {
 func deleteGroup(ctx context.Context, tx pgx.Tx, group []*preview.TableSet) ([]int64, error) {
 	if len(group) == 1 {
 		ts := group[0]
-		tag, err := tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s t WHERE %s", ts.Table.Name.Quoted(), keyMatch(ts)))
+		tag, err := tx.Exec(ctx, deleteSQL(ts))
 		if err != nil {
 			return nil, fmt.Errorf("delete %s: %w", ts.Table.Name, pg.Interpret(err))
 		}
@@ -383,7 +414,7 @@ func deleteGroup(ctx context.Context, tx pgx.Tx, group []*preview.TableSet) ([]i
 	sel := make([]string, len(group))
 	names := make([]string, len(group))
 	for i, ts := range group {
-		ctes[i] = fmt.Sprintf("d%d AS (DELETE FROM %s t WHERE %s RETURNING 1)", i, ts.Table.Name.Quoted(), keyMatch(ts))
+		ctes[i] = fmt.Sprintf("d%d AS (%s RETURNING 1)", i, deleteSQL(ts))
 		sel[i] = fmt.Sprintf("(SELECT count(*) FROM d%d)", i)
 		names[i] = ts.Table.Name.String()
 	}

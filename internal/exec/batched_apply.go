@@ -245,7 +245,7 @@ func (b *batchRun) finish(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	pv, err := preview.Describe(ctx, sets)
+	pv, err := preview.Summarize(ctx, sets)
 	if err != nil {
 		return nil, err
 	}

@@ -309,7 +309,7 @@ func (b *batchRun) collect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	pv, err := preview.Describe(ctx, sets)
+	pv, err := preview.Summarize(ctx, sets)
 	if err != nil {
 		return err
 	}

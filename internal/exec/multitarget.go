@@ -260,7 +260,7 @@ func (m *multiRun) attempt(ctx context.Context) (_ *multiResult, err error) {
 		}
 		return nil, err
 	}
-	pv, err := preview.Describe(ctx, sets)
+	pv, err := preview.Summarize(ctx, sets)
 	if err != nil {
 		return nil, err
 	}

@@ -76,6 +76,8 @@ func (s *Sets) createAs(rel string) string {
 type nodeSet struct {
 	rel  string
 	rows int64
+	// locked is rows when the set was last locked (Options.Lock).
+	locked int64
 }
 
 // TableSet is the distinct rows of one table that get one action: a row reached by several
@@ -185,40 +187,84 @@ func (s *Sets) lock(ctx context.Context, n *policy.Node) error {
 	if err != nil {
 		return fmt.Errorf("lock %s: %w", n.Path(), pg.Interpret(err))
 	}
+	s.nodes[n.ID].locked = s.nodes[n.ID].rows
 	return nil
 }
 
-// settleLocked re-reads every node of a target from its locked parents until nothing new turns
-// up, locking what does. Rows found here appeared between a set's read and its parent's lock.
+// settleLocked re-reads the nodes of a target from their locked parents until nothing new
+// turns up, locking what does. Rows found here appeared between a set's read and its parent's
+// lock.
+//
+// A set read through a foreign key (or owned through the root's) from rows that were all
+// locked before the read cannot gain rows: a concurrent insert or update of a child takes FOR
+// KEY SHARE on its parent in its FK check, so it either committed before the lock, and the
+// later read saw it, or waits for this transaction. Such a read is repeated only once its
+// source gained rows or was locked here. That leaves, re-read at least once after locking: the
+// children and back edges of nodes to which a cycle's fixpoint added rows without locking them
+// (they are locked first); self back edges, closed in the node's own statement before the node
+// was locked; and, every round, links without a foreign key.
 func (s *Sets) settleLocked(ctx context.Context, target string) error {
 	q := s.q[target]
+	nodes := s.Plan.Nodes
+	grew := make([]int, len(nodes))       // times a node's set gained rows or was locked here
+	seen := make([]int, len(nodes))       // grew[parent] when the node was last read from it
+	seenBack := make([][]int, len(nodes)) // grew[node] when each back edge was last read
+	for _, n := range nodes {
+		seenBack[n.ID] = make([]int, len(n.Back))
+		for i, b := range n.Back {
+			if b.To == n {
+				seenBack[n.ID][i] = -1 // read once more, now that n is locked
+			}
+		}
+	}
+	for _, h := range cycleHeads(s.Plan) {
+		if h.Target != target {
+			continue
+		}
+		for id := h.ID; id <= subtreeEnd(s.Plan, h); id++ {
+			if s.nodes[id].rows == s.nodes[id].locked {
+				continue // the fixpoint added nothing: every row was locked before its children were read
+			}
+			if err := s.lock(ctx, nodes[id]); err != nil {
+				return err
+			}
+			grew[id] = 1
+		}
+	}
 	for round := 0; round < maxFixpointRounds; round++ {
 		var changed int64
-		for _, n := range s.Plan.Nodes {
+		for _, n := range nodes {
 			if n.Target != target {
 				continue
 			}
 			var added int64
-			if n.Parent != nil && n.Parent.Target == target {
+			if n.Parent != nil && n.Parent.Target == target && (!lockedLink(n.Edge) || seen[n.ID] != grew[n.Parent.ID]) {
+				seen[n.ID] = grew[n.Parent.ID]
 				m, err := s.insertNew(ctx, q, n, s.reachSQL(n.Edge, n.Parent, n.Table))
 				if err != nil {
 					return err
 				}
 				added = m
 			}
-			for _, b := range n.Back {
+			for i, b := range n.Back {
+				if lockedLink(b.Edge) && seenBack[n.ID][i] == grew[n.ID] {
+					continue
+				}
+				seenBack[n.ID][i] = grew[n.ID]
 				m, err := s.insertNew(ctx, q, b.To, s.reachSQL(b.Edge, n, b.To.Table))
 				if err != nil {
 					return err
 				}
 				added += m
 				if m > 0 {
+					grew[b.To.ID]++
 					if err := s.lock(ctx, b.To); err != nil {
 						return err
 					}
 				}
 			}
 			if added > 0 {
+				grew[n.ID]++
 				if err := s.lock(ctx, n); err != nil {
 					return err
 				}
@@ -230,6 +276,13 @@ func (s *Sets) settleLocked(ctx context.Context, target string) error {
 		}
 	}
 	return fmt.Errorf("sets did not settle")
+}
+
+// lockedLink reports an edge whose rows cannot change while the rows it starts from are locked
+// FOR UPDATE: a foreign key from the child (its check takes FOR KEY SHARE on the parent), or
+// the root's own foreign key to a row it owns.
+func lockedLink(e *policy.Edge) bool {
+	return e != nil && e.FK != nil && (e.Kind == policy.EdgeFK || e.Kind == policy.EdgeOwns)
 }
 
 // buildTarget builds the sets of every node of one target in depth-first order, running each
@@ -311,9 +364,16 @@ func subtreeEnd(p *policy.Plan, n *policy.Node) int {
 }
 
 // fixpoint grows the sets of head's subtree until no back edge or parent edge adds a row.
+// Every set of the subtree is closed under its parent edge when it starts (built or refilled
+// from its parent, inner cycles closed first), so the first round follows only the back edges,
+// and later rounds re-read a node from its parent, or follow a node's back edges, only once
+// that parent or node gained rows.
 func (s *Sets) fixpoint(ctx context.Context, head *policy.Node) error {
 	end := subtreeEnd(s.Plan, head)
 	q := s.q[head.Target]
+	grew := map[int]int{}        // node id → times its set gained rows in this fixpoint
+	seen := map[int]int{}        // node id → grew[parent] when last read from its parent
+	seenBack := map[[2]int]int{} // (node id, back edge) → grew[node] when last followed
 	for round := 0; ; round++ {
 		if round > maxFixpointRounds {
 			return fmt.Errorf("cycle at %s did not converge", head.Path())
@@ -321,20 +381,32 @@ func (s *Sets) fixpoint(ctx context.Context, head *policy.Node) error {
 		var changed int64
 		for id := head.ID; id <= end; id++ {
 			m := s.Plan.Nodes[id]
-			for _, b := range m.Back {
+			for i, b := range m.Back {
 				if b.To.ID < head.ID || b.To.ID > end {
 					continue
 				}
+				k := [2]int{id, i}
+				if round > 0 && seenBack[k] == grew[id] {
+					continue
+				}
+				seenBack[k] = grew[id]
 				n, err := s.insertNew(ctx, q, b.To, s.reachSQL(b.Edge, m, b.To.Table))
 				if err != nil {
 					return err
 				}
+				if n > 0 {
+					grew[b.To.ID]++
+				}
 				changed += n
 			}
-			if id != head.ID {
+			if id != head.ID && seen[id] != grew[m.Parent.ID] {
+				seen[id] = grew[m.Parent.ID]
 				n, err := s.insertNew(ctx, q, m, s.reachSQL(m.Edge, m.Parent, m.Table))
 				if err != nil {
 					return err
+				}
+				if n > 0 {
+					grew[id]++
 				}
 				changed += n
 			}
@@ -389,10 +461,15 @@ func withSelf(n *policy.Node, base string) string {
 	}
 	t := n.Table
 	if len(self) == 1 && len(t.PrimaryKey) > 0 && sameColumns(self[0].FromColumns, t.PrimaryKey) {
-		// The common tree (parent_id → id): a plain join lets the planner hash it.
+		// The common tree (parent_id → id): a plain join lets the planner hash it. NULL never
+		// equals a key: saying so lets it hash only the rows that refer to another.
 		e := self[0]
-		return fmt.Sprintf("WITH RECURSIVE r AS (%s UNION SELECT %s FROM r JOIN %s c ON (%s) = (%s)) SELECT * FROM r",
-			base, keySelect(t, "c"), t.Name.Quoted(), qualified("c", e.ToColumns), qualified("r", e.FromColumns))
+		notNull := make([]string, len(e.ToColumns))
+		for i, c := range e.ToColumns {
+			notNull[i] = "c." + pg.QuoteIdent(c) + " IS NOT NULL"
+		}
+		return fmt.Sprintf("WITH RECURSIVE r AS (%s UNION SELECT %s FROM r JOIN %s c ON (%s) = (%s) WHERE %s) SELECT * FROM r",
+			base, keySelect(t, "c"), t.Name.Quoted(), qualified("c", e.ToColumns), qualified("r", e.FromColumns), strings.Join(notNull, " AND "))
 	}
 	terms := make([]string, len(self))
 	for i, e := range self {

@@ -252,7 +252,18 @@ func (e *Engine) Run(ctx context.Context, plan *policy.Plan, rootKey []string) (
 // Describe turns evaluated sets into a preview: tree with samples, summary, blockers, warnings
 // and digest. It reads from the sets' transactions.
 func Describe(ctx context.Context, s *Sets) (*Preview, error) {
-	f, err := s.facts(ctx)
+	f, err := s.facts(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	return assemble(ctx, s.q[s.Plan.Root.Target], s.Plan, s.RootKey, f)
+}
+
+// Summarize is Describe without sample rows (the tree and the blockers have none). The digest,
+// summary, totals, blocker counts and warnings are the same. The executor checks the digest
+// with it: reading samples of every set would only slow the transaction that holds the locks.
+func Summarize(ctx context.Context, s *Sets) (*Preview, error) {
+	f, err := s.facts(ctx, false)
 	if err != nil {
 		return nil, err
 	}
@@ -275,12 +286,12 @@ type tableFact struct {
 	hash    string
 }
 
-// facts reads counts, samples and key hashes from the sets' temp tables.
-func (s *Sets) facts(ctx context.Context) (*facts, error) {
+// facts reads counts, key hashes and, with samples, sample rows from the sets' temp tables.
+func (s *Sets) facts(ctx context.Context, samples bool) (*facts, error) {
 	f := &facts{nodeRows: make([]int64, len(s.nodes)), samples: make([][]Row, len(s.nodes)), kept: s.Kept}
 	for _, n := range s.Plan.Nodes {
 		f.nodeRows[n.ID] = s.nodes[n.ID].rows
-		if s.nodes[n.ID].rows == 0 {
+		if s.nodes[n.ID].rows == 0 || !samples {
 			continue
 		}
 		sample, err := querySample(ctx, s.q[n.Target], n.Table, s.nodes[n.ID].rel)
@@ -309,9 +320,12 @@ func (s *Sets) facts(ctx context.Context) (*facts, error) {
 			if rows == 0 {
 				continue
 			}
-			sample, err := querySample(ctx, s.q[n.Target], n.Table, both)
-			if err != nil {
-				return nil, err
+			var sample []Row
+			if samples {
+				var err error
+				if sample, err = querySample(ctx, s.q[n.Target], n.Table, both); err != nil {
+					return nil, err
+				}
 			}
 			f.blockers = append(f.blockers, Blocker{Target: n.Target, Table: n.Table.Name.String(), Path: n.Path(), Reason: n.BlockReason, Rows: rows, Sample: sample})
 		}
