@@ -8,6 +8,7 @@ import (
 	"github.com/tombstone-console/tombstone/internal/config"
 	"github.com/tombstone-console/tombstone/internal/pg"
 	"github.com/tombstone-console/tombstone/internal/policy"
+	"github.com/tombstone-console/tombstone/internal/schema"
 )
 
 // Inline evaluation computes a read-only preview in one statement per target: a node's set is a
@@ -98,8 +99,14 @@ func (s *Sets) inlineTarget(ctx context.Context, target string, specs []tableSpe
 			pieces = append(pieces, fmt.Sprintf("%s AS MATERIALIZED (%s)", piece[n.ID], s.pieceSQL(sp, k)))
 		}
 	}
+	recursive := false
 	for _, n := range plan.Nodes[1:] {
 		if n.Target != target || piece[n.ID] != "" {
+			continue
+		}
+		if tree := s.treeCTEs(n); tree != nil {
+			ctes = append(ctes, tree...)
+			recursive = true
 			continue
 		}
 		sql, a, err := s.selectSQL(ctx, n, len(args)+1)
@@ -164,7 +171,11 @@ func (s *Sets) inlineTarget(ctx context.Context, target string, specs []tableSpe
 			}
 		}
 	}
-	sql := "WITH " + strings.Join(ctes, ",\n") + "\n" + strings.Join(rows, "\nUNION ALL\n")
+	with := "WITH "
+	if recursive {
+		with = "WITH RECURSIVE "
+	}
+	sql := with + strings.Join(ctes, ",\n") + "\n" + strings.Join(rows, "\nUNION ALL\n")
 	// The statement is large and its cost estimate high, so PostgreSQL would JIT-compile it:
 	// seconds of compilation for milliseconds of work. Turn JIT off for this transaction.
 	if _, err := s.q[target].Exec(ctx, "SELECT set_config('jit', 'off', true)"); err != nil {
@@ -301,4 +312,80 @@ func (s *Sets) streamSample(n *policy.Node, piece string) string {
 	all := fmt.Sprintf("SELECT f.%[1]s FROM (SELECT c.%[1]s FROM %[2]s c WHERE %[3]s OFFSET 0) f", key, t.Name.Quoted(), member)
 	short := fmt.Sprintf("(SELECT count(*) FROM (%s) k) < LEAST(%d, (SELECT n FROM %s))", near, SampleSize, piece)
 	return fmt.Sprintf("(SELECT k.* FROM (%s) k WHERE NOT %s UNION ALL %s WHERE %s) b", near, short, all, short)
+}
+
+// treeCTEs evaluates a node closed under one tree-shaped self edge (parent_id → id) and reached
+// from a parent of the same target, or returns nil for any other node. WITH RECURSIVE over the
+// whole set would keep every row of the set in the recursion's DISTINCT table and store the set
+// twice. Here the rows reached from the parent (tomb_b) are stored once; the recursion starts
+// from their children only (tomb_e, the few rows that refer to another row of the table) and
+// carries the columns of the parent edge, so that the node (tomb_n, a view over both) adds the
+// recursion's rows not already among tomb_b's by a probe of the parent's values rather than a
+// comparison with tomb_b. A row is in tomb_b exactly when that probe is true, so the two parts
+// never share a row.
+func (s *Sets) treeCTEs(n *policy.Node) []string {
+	if n.Parent == nil || n.Parent.Target != n.Target || len(n.Back) != 1 || n.Back[0].To != n {
+		return nil
+	}
+	t := n.Table
+	self := n.Back[0].Edge
+	if len(t.PrimaryKey) == 0 || !sameColumns(self.FromColumns, t.PrimaryKey) {
+		return nil
+	}
+	base := fmt.Sprintf("tomb_b%d", n.ID)
+	rec := fmt.Sprintf("tomb_e%d", n.ID)
+	// tomb_e's columns: the key as k0… in key order, then the parent edge's columns as v0….
+	names := make([]string, 0, len(t.PrimaryKey)+len(n.Edge.ToColumns))
+	sel := make([]string, 0, cap(names))
+	for i, c := range t.PrimaryKey {
+		names = append(names, fmt.Sprintf("k%d", i))
+		sel = append(sel, "c."+pg.QuoteIdent(c))
+	}
+	vals := make([]string, len(n.Edge.ToColumns))
+	for i, c := range n.Edge.ToColumns {
+		names = append(names, fmt.Sprintf("v%d", i))
+		sel = append(sel, "c."+pg.QuoteIdent(c))
+		vals[i] = fmt.Sprintf("e.v%d", i)
+	}
+	// The self edge's columns on the referring row (c) against the referred row's key, under
+	// the name that row's relation gives it: its own name in tomb_b, k<i> in tomb_e.
+	on := func(alias string, renamed bool) string {
+		conds := make([]string, len(self.ToColumns))
+		for i, to := range self.ToColumns {
+			ref := alias + "." + pg.QuoteIdent(self.FromColumns[i])
+			if renamed {
+				ref = fmt.Sprintf("%s.k%d", alias, keyIndex(t, self.FromColumns[i]))
+			}
+			conds[i] = fmt.Sprintf("c.%s = %s", pg.QuoteIdent(to), ref)
+		}
+		return strings.Join(conds, " AND ")
+	}
+	// NULL never equals a key: saying so lets the planner hash only the rows that refer to one.
+	var notNull []string
+	for _, to := range self.ToColumns {
+		notNull = append(notNull, "c."+pg.QuoteIdent(to)+" IS NOT NULL")
+	}
+	nn := strings.Join(notNull, " AND ")
+	values, _ := s.reachValues(n.Edge, n.Parent)
+	keys := make([]string, len(t.PrimaryKey))
+	for i, c := range t.PrimaryKey {
+		keys[i] = fmt.Sprintf("e.k%d AS %s", i, pg.QuoteIdent(c))
+	}
+	return []string{
+		fmt.Sprintf("%s AS MATERIALIZED (%s)", base, s.reachSQL(n.Edge, n.Parent, t)),
+		fmt.Sprintf("%[1]s(%[2]s) AS (SELECT %[3]s FROM %[4]s b JOIN %[5]s c ON %[6]s WHERE %[7]s UNION SELECT %[3]s FROM %[1]s e JOIN %[5]s c ON %[8]s WHERE %[7]s)",
+			rec, strings.Join(names, ", "), strings.Join(sel, ", "), base, t.Name.Quoted(), on("b", false), nn, on("e", true)),
+		fmt.Sprintf("%s AS NOT MATERIALIZED (SELECT * FROM %s UNION ALL SELECT %s FROM %s e WHERE ((%s) IN (%s)) IS NOT TRUE)",
+			s.nodes[n.ID].rel, base, strings.Join(keys, ", "), rec, strings.Join(vals, ", "), values),
+	}
+}
+
+// keyIndex is the position of column c in t's primary key.
+func keyIndex(t *schema.Table, c string) int {
+	for i, k := range t.PrimaryKey {
+		if k == c {
+			return i
+		}
+	}
+	return -1
 }

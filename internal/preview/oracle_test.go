@@ -158,8 +158,14 @@ func previewCounts(ctx context.Context, t *testing.T, db *pg.DB, plan *policy.Pl
 		fail("describe: %v", err)
 	}
 	if preview.Inlineable(plan) {
-		// The one-statement evaluation must agree with the temp-table one in every figure.
-		in, err := preview.EvaluateInline(ctx, map[string]preview.Querier{"db": tx}, plan, rootKey)
+		// The one-statement evaluation must agree with the temp-table one in every figure. It runs
+		// in a transaction of its own, read-only as the preview page runs it: in the temp-table
+		// evaluation's transaction, a name the inline statement failed to define as a CTE would
+		// silently resolve to that evaluation's temp table.
+		itx, err := db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		require.NoError(t, err)
+		in, err := preview.EvaluateInline(ctx, map[string]preview.Querier{"db": itx}, plan, rootKey)
+		_ = itx.Rollback(ctx)
 		if err != nil {
 			fail("evaluate inline: %v", err)
 		}

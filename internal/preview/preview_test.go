@@ -276,3 +276,58 @@ func TestStreamedLeaves(t *testing.T) {
 	require.Equal(t, evaluate(false).Digest, moved.Digest)
 	require.NotEqual(t, in.Digest, moved.Digest)
 }
+
+// A table closed under a tree-shaped self reference below another table: rows reached both from
+// the parent and through the self reference, rows reached only through it (from another
+// tenant's session, or with no session at all), and a cycle in the data.
+func TestSelfReferenceBelowParent(t *testing.T) {
+	t.Parallel()
+	db, _ := pgtest.Empty(t)
+	exec(t, db, `
+		CREATE TABLE tenants (id bigint PRIMARY KEY, name text);
+		CREATE TABLE sessions (id bigint PRIMARY KEY, tenant_id bigint NOT NULL REFERENCES tenants ON DELETE CASCADE);
+		CREATE TABLE txns (id bigint PRIMARY KEY, session_id bigint REFERENCES sessions ON DELETE CASCADE,
+			refund_of_id bigint REFERENCES txns ON DELETE CASCADE, note text);
+		INSERT INTO tenants VALUES (1, 'one'), (2, 'two');
+		INSERT INTO sessions VALUES (1, 1), (2, 2);
+		INSERT INTO txns VALUES (1, 1, NULL, 'a'), (2, 1, 1, 'b'), (3, 2, 1, 'c'), (4, NULL, 3, 'd'),
+			(10, 1, NULL, 'e'), (11, 2, 10, 'f'), (20, 2, NULL, 'g'), (21, 2, 20, 'h'), (22, NULL, NULL, 'i');
+		UPDATE txns SET refund_of_id = 11 WHERE id = 10;
+		ANALYZE;`)
+	e := engineFor(t, db, "kinds:\n  tenant: {table: tenants}\n")
+	ctx := context.Background()
+	plan, err := e.Plan(ctx, "tenant")
+	require.NoError(t, err)
+	require.True(t, preview.Inlineable(plan))
+
+	evaluate := func(inline bool) *preview.Preview {
+		tx, err := db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+		require.NoError(t, err)
+		defer func() { _ = tx.Rollback(ctx) }()
+		q := map[string]preview.Querier{"db": tx}
+		if inline {
+			p, err := preview.EvaluateInline(ctx, q, plan, []string{"1"})
+			require.NoError(t, err)
+			return p
+		}
+		sets, err := preview.Evaluate(ctx, q, plan, []string{"1"})
+		require.NoError(t, err)
+		p, err := preview.Describe(ctx, sets)
+		require.NoError(t, err)
+		return p
+	}
+	in, temp := evaluate(true), evaluate(false)
+	require.Equal(t, temp.Summary, in.Summary)
+	require.Equal(t, temp.Tree, in.Tree)
+	require.Equal(t, temp.Digest, in.Digest)
+	// 1, 2 and 10 through session 1; 3 (session 2) and 4 (no session) as refunds of 1 and 3;
+	// 11 as a refund of 10, which in turn refunds 11.
+	require.Equal(t, int64(6), summary(in)["public.txns delete"])
+	keys := map[string]bool{}
+	for _, n := range in.Tree.Children[0].Children {
+		for _, r := range n.Sample {
+			keys[r.Key] = true
+		}
+	}
+	require.Equal(t, map[string]bool{"1": true, "2": true, "3": true, "4": true, "10": true}, keys, "the five smallest keys")
+}
