@@ -105,22 +105,29 @@ func (b *batchRun) batch(ctx context.Context, steps []*batchStep, from, to []int
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	sets := &preview.Sets{Plan: b.plan}
 	found := make([]int64, len(steps))
-	arr := &arrivals{b: b, tx: tx, sets: map[string]*preview.TableSet{}}
+	arr := &arrivals{b: b, tx: tx, sets: map[string]*preview.TableSet{}, own: map[pg.Table][]string{}}
+	rels := make([]string, len(steps))
 	for i, st := range steps {
-		rel := fmt.Sprintf("pg_temp.tomb_batch_%d", st.Step)
-		n, err := b.lockBatch(ctx, tx, st, rel, from[i], to[i])
+		rels[i] = fmt.Sprintf("pg_temp.tomb_batch_%d", st.Step)
+		n, err := b.lockBatch(ctx, tx, st, rels[i], from[i], to[i])
 		if err != nil {
 			return 0, err
 		}
 		found[i] = n
 		if n > 0 {
 			ts := *st.ts
-			ts.Rel, ts.Rows = rel, n
+			ts.Rel, ts.Rows = rels[i], n
 			sets.Tables = append(sets.Tables, &ts)
-			if st.Action == config.ActionDelete {
-				if err := arr.under(ctx, st.ts.Nodes, rel); err != nil {
-					return 0, err
-				}
+			arr.own[st.ts.Table.Name] = append(arr.own[st.ts.Table.Name], rels[i])
+		}
+	}
+	// Arrivals are looked for once every step of the batch is locked: in a group of tables
+	// that refer to each other, one step's rows are children of another's, and they are
+	// planned rows of this batch, not arrivals.
+	for i, st := range steps {
+		if found[i] > 0 && st.Action == config.ActionDelete {
+			if err := arr.under(ctx, st.ts.Nodes, rels[i]); err != nil {
+				return 0, err
 			}
 		}
 	}
@@ -351,6 +358,9 @@ type arrivals struct {
 	sets  map[string]*preview.TableSet // by "table action"
 	order []*preview.TableSet
 	n     int
+	// own are the batch's own sets by table: their rows are planned, never arrivals (to
+	// delete, or to detach from rows this batch deletes).
+	own map[pg.Table][]string
 }
 
 // under finds the arrivals below the rows of rel, which are rows reached through nodes.
@@ -382,6 +392,10 @@ func (a *arrivals) under(ctx context.Context, nodes []*policy.Node, rel string) 
 func (a *arrivals) add(ctx context.Context, n, c *policy.Node, rel string) (string, int64, error) {
 	k := c.Table.Name.String() + " " + c.Action
 	ts := a.sets[k]
+	except := ""
+	for _, r := range a.own[c.Table.Name] {
+		except += " EXCEPT SELECT * FROM " + r
+	}
 	pt, ct := n.Table, c.Table
 	sel := fmt.Sprintf(`SELECT %s FROM %s x WHERE (%s) IN (SELECT %s FROM %s p WHERE (%s) IN (SELECT * FROM %s))`,
 		qualifiedKey(ct, "x"), ct.Name.Quoted(), qualified("x", c.Edge.ToColumns), qualified("p", c.Edge.FromColumns),
@@ -390,9 +404,9 @@ func (a *arrivals) add(ctx context.Context, n, c *policy.Node, rel string) (stri
 	if ts == nil {
 		a.n++
 		ts = &preview.TableSet{Target: a.b.target, Table: ct, Action: c.Action, Rel: fmt.Sprintf("pg_temp.tomb_arrived_%d", a.n), Nodes: []*policy.Node{c}}
-		sql = fmt.Sprintf("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT * FROM (%s ORDER BY %s FOR UPDATE OF x) s", ts.Rel, sel, qualifiedKey(ct, "x"))
+		sql = fmt.Sprintf("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT * FROM (%s ORDER BY %s FOR UPDATE OF x) s%s", ts.Rel, sel, qualifiedKey(ct, "x"), except)
 	} else {
-		sql = fmt.Sprintf("INSERT INTO %s SELECT * FROM (%s ORDER BY %s FOR UPDATE OF x) s EXCEPT SELECT * FROM %s", ts.Rel, sel, qualifiedKey(ct, "x"), ts.Rel)
+		sql = fmt.Sprintf("INSERT INTO %s SELECT * FROM (%s ORDER BY %s FOR UPDATE OF x) s EXCEPT SELECT * FROM %s%s", ts.Rel, sel, qualifiedKey(ct, "x"), ts.Rel, except)
 	}
 	tag, err := a.tx.Exec(ctx, sql)
 	if err != nil {
