@@ -218,7 +218,7 @@ type statusCounter struct {
 
 func (s *statusCounter) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		sw := metrics.NewStatusWriter(w)
 		next.ServeHTTP(sw, r)
 		if r.Context().Err() != nil {
 			// The client went away before the answer (wrk closes its connections when a
@@ -231,7 +231,7 @@ func (s *statusCounter) wrap(next http.Handler) http.Handler {
 			byStatus = map[int]int64{}
 			s.counts[r.URL.Path] = byStatus
 		}
-		byStatus[sw.status]++
+		byStatus[sw.Status()]++
 		s.mu.Unlock()
 	})
 }
@@ -244,26 +244,6 @@ func (s *statusCounter) take(path string) map[int]int64 {
 	delete(s.counts, path)
 	return c
 }
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	wrote  bool
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if !w.wrote {
-		w.status, w.wrote = code, true
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	w.wrote = true
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // wrkLoad is one wrk run: connections and threads against one URL for a duration, each
 // request carrying the next of a thread's session cookies.

@@ -88,13 +88,13 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) Instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		sw := NewStatusWriter(w)
 		next.ServeHTTP(sw, r)
 		route := Route(r.URL.Path)
-		if sw.status == http.StatusNotFound {
+		if sw.Status() == http.StatusNotFound {
 			route = "unmatched"
 		}
-		m.httpDuration.WithLabelValues(route, strconv.Itoa(sw.status)).Observe(time.Since(start).Seconds())
+		m.httpDuration.WithLabelValues(route, strconv.Itoa(sw.Status())).Observe(time.Since(start).Seconds())
 	})
 }
 
@@ -115,26 +115,35 @@ func Route(path string) string {
 	return "/" + strings.Join(segs, "/")
 }
 
-type statusWriter struct {
+// StatusWriter remembers the status a handler answered with (200 when it only wrote a body).
+type StatusWriter struct {
 	http.ResponseWriter
 	status int
 	wrote  bool
 }
 
-func (w *statusWriter) WriteHeader(code int) {
+// NewStatusWriter wraps w.
+func NewStatusWriter(w http.ResponseWriter) *StatusWriter {
+	return &StatusWriter{ResponseWriter: w, status: http.StatusOK}
+}
+
+// Status is the status written so far.
+func (w *StatusWriter) Status() int { return w.status }
+
+func (w *StatusWriter) WriteHeader(code int) {
 	if !w.wrote {
 		w.status, w.wrote = code, true
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
-func (w *statusWriter) Write(b []byte) (int, error) {
+func (w *StatusWriter) Write(b []byte) (int, error) {
 	w.wrote = true
 	return w.ResponseWriter.Write(b)
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer (flushing for htmx polls).
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *StatusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // dbCollector reads the console database at scrape time.
 type dbCollector struct{ db *bun.DB }
