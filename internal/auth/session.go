@@ -18,7 +18,7 @@ import (
 // session store copies it into the sessions.user_id column on every commit.
 const SessionUserKey = "user_id"
 
-// SessionCodec decodes session data; scs.GobCodec satisfies it.
+// SessionCodec decodes session data; SessionValues and scs.GobCodec satisfy it.
 type SessionCodec interface {
 	Decode([]byte) (deadline time.Time, values map[string]any, err error)
 }

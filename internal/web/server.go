@@ -102,6 +102,10 @@ type Server struct {
 	approval *approval.Service
 	chain    chainCache
 	previews *previewCache
+	// views holds rendered HTML that depends only on its key (see cachedTree); frozen the
+	// previews frozen into requests, which never change.
+	views    *lru[string, string]
+	frozen   *lru[int64, frozenPreview]
 	sessions *scs.SessionManager
 	store    *auth.SessionStore
 	pre      *sessions.CookieStore
@@ -135,6 +139,8 @@ func New(d Deps) (*Server, error) {
 		s.now = time.Now
 	}
 	s.previews = newPreviewCache(d.ExactWait, s.now)
+	s.views = newLRU[string, string](viewCacheBytes, func(html string) int { return len(html) })
+	s.frozen = newLRU[int64, frozenPreview](frozenCacheEntries, nil)
 	if s.finder == nil && s.engine != nil {
 		s.finder = engineFinder{engine: s.engine, db: d.DB}
 	}
@@ -147,11 +153,11 @@ func New(d Deps) (*Server, error) {
 		return nil, fmt.Errorf("web.New: static files: %w", err)
 	}
 
-	s.store = auth.NewSessionStore(d.DB.Bun, scs.GobCodec{})
+	s.store = auth.NewSessionStore(d.DB.Bun, auth.SessionValues{})
 	s.store.Now = s.now
 	s.sessions = scs.New()
 	s.sessions.Store = s.store
-	s.sessions.Codec = scs.GobCodec{}
+	s.sessions.Codec = auth.SessionValues{}
 	s.sessions.HashTokenInStore = true
 	s.sessions.IdleTimeout = d.Config.Sessions.IdleTimeout
 	s.sessions.Lifetime = d.Config.Sessions.AbsoluteTimeout
