@@ -54,6 +54,21 @@ func TestListFiltersAndPages(t *testing.T) {
 	}
 	require.Equal(t, []int64{12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1}, got)
 
+	// ListBrief is the same page without details.
+	full, fullNext, err := List(ctx, tx, Filter{Actor: "bob"}, 0, 4)
+	require.NoError(t, err)
+	brief, briefNext, err := ListBrief(ctx, tx, Filter{Actor: "bob"}, 0, 4)
+	require.NoError(t, err)
+	require.Equal(t, fullNext, briefNext)
+	require.Len(t, brief, len(full))
+	for i := range full {
+		require.NotNil(t, full[i].Details)
+		require.Nil(t, brief[i].Details)
+		f := full[i]
+		f.Details = nil
+		require.Equal(t, f, brief[i])
+	}
+
 	for name, tc := range map[string]struct {
 		f    Filter
 		want []int64
@@ -73,7 +88,7 @@ func TestListFiltersAndPages(t *testing.T) {
 		require.Equal(t, tc.want, seqs(page), name)
 	}
 
-	_, _, err := List(ctx, tx, Filter{}, 0, 0)
+	_, _, err = List(ctx, tx, Filter{}, 0, 0)
 	require.ErrorIs(t, err, pg.ErrInvalid)
 	_, _, err = List(ctx, tx, Filter{Action: "nope"}, 0, 5)
 	require.ErrorIs(t, err, pg.ErrInvalid)

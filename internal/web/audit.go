@@ -42,7 +42,7 @@ func (s *Server) auditPage(w http.ResponseWriter, r *http.Request) error {
 	if len(errs) > 0 {
 		status = http.StatusUnprocessableEntity
 	} else {
-		events, next, err := audit.List(ctx, s.db.Bun, f, before, auditPageSize)
+		events, next, err := audit.ListBrief(ctx, s.db.Bun, f, before, auditPageSize)
 		if err != nil {
 			return err
 		}

@@ -22,18 +22,25 @@ type chainCache struct {
 	valid  bool
 	res    audit.Result // events res.First..res.Last verified, or broken
 	fullAt time.Time    // when the whole chain was last verified
+	// started is when the last verification began (the real clock, for callers that
+	// waited for it: see verifyChain).
+	started time.Time
 }
 
 // verifyChain returns the chain's status, verifying incrementally from the last verified
 // event, whose stored hash must still be the one verified (else the tail was rewritten).
-// Concurrent callers wait for one verification.
+// Concurrent callers wait for one verification: a caller that waited while a verification
+// that began after it arrived ran takes that result, which covers every event appended
+// before it asked.
 func (s *Server) verifyChain(ctx context.Context) (audit.Result, error) {
+	asked := time.Now()
 	c := &s.chain
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.valid && !c.res.OK {
+	if c.valid && (!c.res.OK || c.started.After(asked)) {
 		return c.res, nil
 	}
+	start := time.Now()
 	now := s.now()
 	from := int64(1)
 	if c.valid && c.res.Last > 0 && now.Sub(c.fullAt) < chainFullEvery {
@@ -59,7 +66,7 @@ func (s *Server) verifyChain(ctx context.Context) (audit.Result, error) {
 	case res.Count > 0:
 		c.res.Last, c.res.Head, c.res.Count = res.Last, res.Head, c.res.Count+res.Count
 	}
-	c.valid = true
+	c.valid, c.started = true, start
 	return c.res, nil
 }
 
