@@ -2,6 +2,7 @@ package approval
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/tombstone-console/tombstone/internal/audit"
 	"github.com/tombstone-console/tombstone/internal/pg"
+	"github.com/tombstone-console/tombstone/internal/preview"
 )
 
 // Get returns the request with its frozen preview and its approvals (who and when).
@@ -19,9 +21,41 @@ func Get(ctx context.Context, db bun.IDB, id int64) (r *Request, err error) {
 	return get(ctx, db, id)
 }
 
+// GetHead is Get without the frozen preview: Preview is nil. A frozen preview never changes,
+// so a page that keeps previews it has read asks for one with FrozenPreview only when it
+// does not hold it yet.
+func GetHead(ctx context.Context, db bun.IDB, id int64) (r *Request, err error) {
+	defer pg.Wrap(&err, "approval.GetHead(%d)", id)
+	return getColumns(ctx, db, id, listColumns)
+}
+
+// FrozenPreview reads the preview frozen into request id; nil when the request has none.
+func FrozenPreview(ctx context.Context, db bun.IDB, id int64) (p *preview.Preview, err error) {
+	defer pg.Wrap(&err, "approval.FrozenPreview(%d)", id)
+	var raw []json.RawMessage
+	if err := db.NewRaw("SELECT preview FROM requests WHERE id = ?", id).Scan(ctx, &raw); err != nil {
+		return nil, pg.Interpret(err)
+	}
+	if len(raw) == 0 {
+		return nil, fmt.Errorf("%w: #%d", ErrNotFound, id)
+	}
+	if len(raw[0]) == 0 || string(raw[0]) == "null" {
+		return nil, nil
+	}
+	p = new(preview.Preview)
+	if err := json.Unmarshal(raw[0], p); err != nil {
+		return nil, fmt.Errorf("decode the frozen preview: %w", err)
+	}
+	return p, nil
+}
+
 func get(ctx context.Context, db bun.IDB, id int64) (*Request, error) {
+	return getColumns(ctx, db, id, fullColumns)
+}
+
+func getColumns(ctx context.Context, db bun.IDB, id int64, columns string) (*Request, error) {
 	var rs []Request
-	if err := db.NewRaw("SELECT "+fullColumns+fromRequests+"WHERE r.id = ?", id).Scan(ctx, &rs); err != nil {
+	if err := db.NewRaw("SELECT "+columns+fromRequests+"WHERE r.id = ?", id).Scan(ctx, &rs); err != nil {
 		return nil, pg.Interpret(err)
 	}
 	if len(rs) == 0 {

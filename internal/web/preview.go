@@ -310,6 +310,9 @@ func (s *Server) livePreview(r *http.Request, ref *rootRef, p *preview.Preview) 
 	if r.URL.Query().Get("tree") != "full" {
 		v.LazyBelow = lazyDepth
 	}
+	if p.Exact {
+		v.TreeHTML = s.cachedTree(r.Context(), liveTreeKey(ref, p, v), v)
+	}
 	return templates.LivePreview{View: v, Form: s.requestForm(r, ref, p)}
 }
 

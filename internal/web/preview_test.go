@@ -336,6 +336,13 @@ func testLazyNodes(t *testing.T, d *demoTargets) {
 	require.Equal(t, nodeURL, first.Find(`[data-testid="branch-link"]`).AttrOr("href", ""), "without JavaScript, a link")
 	require.Equal(t, "/kinds/tenant/2?tree=full", r.testid("full-tree-link").AttrOr("href", ""))
 
+	// The tree is rendered once per preview and URL; the second page shows the same HTML.
+	tree, err := r.testid("tree").Html()
+	require.NoError(t, err)
+	again, err := c.get("/kinds/tenant/2?exact=1").testid("tree").Html()
+	require.NoError(t, err)
+	require.Equal(t, tree, again)
+
 	// htmx gets the node, open, with its rows.
 	id, _ := strconv.Atoi(first.AttrOr("data-node", ""))
 	var node *preview.Node

@@ -42,11 +42,17 @@ func (s *Server) loadRequest(r *http.Request) (*approval.Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	rq, err := approval.Get(r.Context(), s.db.Bun, id)
+	rq, err := approval.GetHead(r.Context(), s.db.Bun, id)
 	if errors.Is(err, approval.ErrNotFound) {
 		return nil, notFound("There is no request #" + strconv.FormatInt(id, 10) + ".")
 	}
-	return rq, err
+	if err != nil {
+		return nil, err
+	}
+	if err := s.withFrozenPreview(r, rq); err != nil {
+		return nil, err
+	}
+	return rq, nil
 }
 
 // requestPage builds the request page's props for the signed-in user.
@@ -77,6 +83,7 @@ func (s *Server) requestPage(r *http.Request, rq *approval.Request) (templates.R
 		page.Action = p.Action
 		v := previewProps(p, false, now)
 		v.BatchNote = preview.BatchNote(s.cfg.Kinds[rq.Kind], p)
+		v.TreeHTML = s.cachedTree(ctx, frozenTreeKey(rq), v)
 		page.Preview = &v
 	}
 

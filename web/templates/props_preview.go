@@ -1,6 +1,10 @@
 package templates
 
-import "time"
+import (
+	"time"
+
+	"github.com/a-h/templ"
+)
 
 // Search is the search page: tabs per kind, the query and its results.
 type Search struct {
@@ -81,6 +85,8 @@ type PreviewProps struct {
 	// LazyBelow makes nodes deeper than this depth load on demand (with htmx, or through a
 	// link without it). Zero renders the whole tree.
 	LazyBelow int
+	// TreeHTML, when set, is PreviewTree(v) rendered earlier, shown in its place.
+	TreeHTML templ.Component
 }
 
 // PreviewRoot is the root row.
