@@ -284,10 +284,20 @@ func TestOpenRequestForTheSameRootIsRefusedWithItsID(t *testing.T) {
 	require.Equal(t, again.ID, found.ID)
 	_, err = OpenFor(ctx, f.db, "tenant", "app", "nobody")
 	require.ErrorIs(t, err, ErrNotFound)
+	id, err := OpenID(ctx, f.db, "tenant", "app", "acme")
+	require.NoError(t, err)
+	require.Equal(t, again.ID, id, "the failed request no longer holds the root")
+	_, err = OpenID(ctx, f.db, "tenant", "app", "nobody")
+	require.ErrorIs(t, err, ErrNotFound)
+	_, err = OpenID(ctx, f.db, "repo", "app", "acme")
+	require.ErrorIs(t, err, ErrNotFound, "another kind's root of the same key")
 	m, err := OpenForKeys(ctx, f.db, "tenant", "app", []string{"acme", "globex", "nobody"})
 	require.NoError(t, err)
 	require.Len(t, m, 2)
 	require.Equal(t, again.ID, m["acme"].ID)
+	ids, err := OpenIDs(ctx, f.db, "tenant", "app", []string{"acme", "globex", "nobody"})
+	require.NoError(t, err)
+	require.Equal(t, map[string]int64{"acme": again.ID, "globex": m["globex"].ID}, ids)
 }
 
 func TestSelfApprovalIsRefusedAndAudited(t *testing.T) {

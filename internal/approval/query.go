@@ -21,6 +21,9 @@ func Get(ctx context.Context, db bun.IDB, id int64) (r *Request, err error) {
 	return get(ctx, db, id)
 }
 
+// openStates are the states of a request that holds its root (State.Open), as SQL.
+const openStates = `('pending', 'approved', 'running', 'partial', 'paused')`
+
 // GetHead is Get without the frozen preview: Preview is nil. A frozen preview never changes,
 // so a page that keeps previews it has read asks for one with FrozenPreview only when it
 // does not hold it yet.
@@ -165,6 +168,45 @@ func OpenFor(ctx context.Context, db bun.IDB, kind, target, rootKey string) (r *
 	return &found, nil
 }
 
+// OpenID returns the id of the open request for a root, or an error matching ErrNotFound: what
+// a page needs to link to it, without reading the request.
+func OpenID(ctx context.Context, db bun.IDB, kind, target, rootKey string) (int64, error) {
+	ids, err := OpenIDs(ctx, db, kind, target, []string{rootKey})
+	if err != nil {
+		return 0, err
+	}
+	id, ok := ids[rootKey]
+	if !ok {
+		return 0, fmt.Errorf("%w: no open request for %s %q", ErrNotFound, kind, rootKey)
+	}
+	return id, nil
+}
+
+// OpenIDs returns the ids of the open requests for several roots of one kind, by root key (for
+// the badges on search results). Roots without one are absent from the map.
+func OpenIDs(ctx context.Context, db bun.IDB, kind, target string, rootKeys []string) (ids map[string]int64, err error) {
+	defer pg.Wrap(&err, "approval.OpenIDs(%s, %s)", kind, target)
+	ids = map[string]int64{}
+	if len(rootKeys) == 0 {
+		return ids, nil
+	}
+	rows, err := db.QueryContext(ctx, `SELECT root_key, id FROM requests
+		WHERE kind = ? AND target = ? AND root_key = ANY(?) AND state IN `+openStates, kind, target, pgdialect.Array(rootKeys))
+	if err != nil {
+		return nil, pg.Interpret(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var key string
+		var id int64
+		if err := rows.Scan(&key, &id); err != nil {
+			return nil, pg.Interpret(err)
+		}
+		ids[key] = id
+	}
+	return ids, pg.Interpret(rows.Err())
+}
+
 // OpenForKeys returns the open requests for several roots of one kind, by root key (for the
 // badges on search results). Roots without one are absent from the map.
 func OpenForKeys(ctx context.Context, db bun.IDB, kind, target string, rootKeys []string) (m map[string]Request, err error) {
@@ -175,7 +217,7 @@ func OpenForKeys(ctx context.Context, db bun.IDB, kind, target string, rootKeys 
 	}
 	var rs []Request
 	err = db.NewRaw("SELECT "+listColumns+fromRequests+
-		`WHERE r.kind = ? AND r.target = ? AND r.root_key = ANY(?) AND r.state IN ('pending', 'approved', 'running', 'partial', 'paused')`,
+		`WHERE r.kind = ? AND r.target = ? AND r.root_key = ANY(?) AND r.state IN `+openStates,
 		kind, target, pgdialect.Array(rootKeys)).Scan(ctx, &rs)
 	if err != nil {
 		return nil, pg.Interpret(err)

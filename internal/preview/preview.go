@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -148,6 +149,18 @@ type Engine struct {
 	cfg     *config.Config
 	targets Targets
 	cache   *schema.Cache
+
+	// plans keeps each kind's last resolved plan with the schemas it was resolved against.
+	// A plan is never changed once resolved, and the schema cache hands out the same
+	// *schema.Schema until a target's fingerprint changes, so a plan whose schemas are the
+	// current ones is the plan Resolve would return again.
+	mu    sync.Mutex
+	plans map[string]resolvedPlan
+}
+
+type resolvedPlan struct {
+	schemas map[string]*schema.Schema // what Resolve was given
+	plan    *policy.Plan
 }
 
 // Targets gives access to each target's database; *pg.Pools fits.
@@ -184,7 +197,36 @@ func (e *Engine) Plan(ctx context.Context, kind string) (*policy.Plan, error) {
 		}
 		schemas[t] = s
 	}
-	return policy.Resolve(e.cfg, kind, schemas)
+	e.mu.Lock()
+	cached, ok := e.plans[kind]
+	e.mu.Unlock()
+	if ok && sameSchemas(cached.schemas, schemas) {
+		return cached.plan, nil
+	}
+	plan, err := policy.Resolve(e.cfg, kind, schemas)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	if e.plans == nil {
+		e.plans = map[string]resolvedPlan{}
+	}
+	e.plans[kind] = resolvedPlan{schemas: schemas, plan: plan}
+	e.mu.Unlock()
+	return plan, nil
+}
+
+// sameSchemas reports whether two sets of schemas are the same objects.
+func sameSchemas(had, now map[string]*schema.Schema) bool {
+	if len(had) != len(now) {
+		return false
+	}
+	for t, s := range now {
+		if had[t] != s {
+			return false
+		}
+	}
+	return true
 }
 
 // Schema returns a target's current schema.

@@ -78,6 +78,29 @@ func TestHostileIdentifiers(t *testing.T) {
 	require.Len(t, p.Digest, 64)
 }
 
+func TestPlanIsReusedUntilTheSchemaChanges(t *testing.T) {
+	t.Parallel()
+	db, _ := pgtest.Empty(t)
+	exec(t, db, `
+		CREATE TABLE tenants (id bigint PRIMARY KEY, slug text UNIQUE);
+		CREATE TABLE repos (id bigint PRIMARY KEY, tenant_id bigint NOT NULL REFERENCES tenants);`)
+	e := engineFor(t, db, "kinds:\n  tenant: {table: tenants, search: [slug]}\ndefaults: {under_delete: delete}\n")
+	ctx := context.Background()
+	first, err := e.Plan(ctx, "tenant")
+	require.NoError(t, err)
+	again, err := e.Plan(ctx, "tenant")
+	require.NoError(t, err)
+	require.Same(t, first, again, "an unchanged schema gives the plan already resolved")
+	require.Len(t, first.Nodes, 2)
+
+	exec(t, db, `CREATE TABLE issues (id bigint PRIMARY KEY, repo_id bigint NOT NULL REFERENCES repos)`)
+	changed, err := e.Plan(ctx, "tenant")
+	require.NoError(t, err)
+	require.NotSame(t, first, changed, "a new table under the root gives a new plan")
+	require.Len(t, changed.Nodes, 3)
+	require.NotEqual(t, first.Fingerprints, changed.Fingerprints)
+}
+
 func TestRootLookup(t *testing.T) {
 	t.Parallel()
 	db, _ := pgtest.Empty(t)

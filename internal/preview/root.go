@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/tombstone-console/tombstone/internal/config"
 	"github.com/tombstone-console/tombstone/internal/pg"
 	"github.com/tombstone-console/tombstone/internal/policy"
@@ -202,8 +204,11 @@ func (f finder) selectList() (string, []string) {
 	return strings.Join(sel, ", ") + ", " + tomb, cols
 }
 
+// scan runs a root lookup. Its SQL depends only on the kind, so unlike the cascade's SQL it
+// is worth preparing once per connection: it runs as a cached prepared statement whatever the
+// pool's default (target pools prepare nothing).
 func (f finder) scan(ctx context.Context, sql string, args []any, cols []string) ([]Candidate, error) {
-	rows, err := f.q.Query(ctx, sql, args...)
+	rows, err := f.q.Query(ctx, sql, append([]any{pgx.QueryExecModeCacheStatement}, args...)...)
 	if err != nil {
 		return nil, pg.Interpret(err)
 	}

@@ -304,14 +304,16 @@ func sentence(s string) string {
 // livePreview builds the preview page's props: the preview and the request form as this user
 // may see it.
 func (s *Server) livePreview(r *http.Request, ref *rootRef, p *preview.Preview) templates.LivePreview {
-	v := previewProps(p, true, s.now())
+	v := previewHead(p, true, s.now())
 	v.BatchNote = preview.BatchNote(s.cfg.Kinds[p.Kind], p)
 	v.URL = ref.url
 	if r.URL.Query().Get("tree") != "full" {
 		v.LazyBelow = lazyDepth
 	}
 	if p.Exact {
-		v.TreeHTML = s.cachedTree(r.Context(), liveTreeKey(ref, p, v), v)
+		s.withCachedDetails(r.Context(), liveDetailsKey(ref, p, v), &v, p)
+	} else {
+		addDetails(&v, p)
 	}
 	return templates.LivePreview{View: v, Form: s.requestForm(r, ref, p)}
 }
@@ -334,10 +336,10 @@ func (s *Server) requestForm(r *http.Request, ref *rootRef, p *preview.Preview) 
 	case p.Blocked():
 		f.State = "blocked"
 	default:
-		open, err := approval.OpenFor(r.Context(), s.db.Bun, ref.kind, ref.plan.Root.Target, ref.key)
+		id, err := approval.OpenID(r.Context(), s.db.Bun, ref.kind, ref.plan.Root.Target, ref.key)
 		switch {
 		case err == nil:
-			f.State, f.OpenID, f.OpenURL = "open", open.ID, requestURL(open.ID)
+			f.State, f.OpenID, f.OpenURL = "open", id, requestURL(id)
 		case !errors.Is(err, approval.ErrNotFound):
 			s.logger(r.Context()).Warn("look up the open request", "err", err)
 		}
@@ -432,12 +434,19 @@ func candidateLinks(kind string, cs []preview.Candidate) []templates.ProblemLink
 // the request page passes false for the frozen preview (the whole tree is rendered, nothing
 // loads later, and URL stays empty). now is for relative times.
 func previewProps(p *preview.Preview, live bool, now time.Time) templates.PreviewProps {
+	v := previewHead(p, live, now)
+	addDetails(&v, p)
+	return v
+}
+
+// previewHead is previewProps without the details (the per-table summary and the tree), for a
+// page that shows them from the view cache (see withCachedDetails).
+func previewHead(p *preview.Preview, live bool, now time.Time) templates.PreviewProps {
 	v := templates.PreviewProps{
 		Kind: p.Kind, Target: p.Target, Action: p.Action,
 		Root:  templates.PreviewRoot{Label: p.Root.Label, Table: p.Root.Table, Key: p.Root.Key, Tombstoned: p.Root.Tombstoned},
 		Exact: p.Exact, Live: live, At: p.At, Took: p.Took, Now: now, Digest: p.Digest,
 		Totals: totalsProps(p.Totals),
-		Tree:   nodeProps(p.Tree, 0),
 	}
 	for _, t := range p.Targets {
 		v.Targets = append(v.Targets, templates.PreviewTarget{Target: t.Target, Totals: totalsProps(t.Totals)})
@@ -445,16 +454,21 @@ func previewProps(p *preview.Preview, live bool, now time.Time) templates.Previe
 	for _, b := range p.Blockers {
 		v.Blockers = append(v.Blockers, templates.PreviewBlocker{Target: b.Target, Table: b.Table, Path: b.Path, Reason: b.Reason, Rows: b.Rows, Sample: rowProps(b.Sample)})
 	}
-	for _, l := range p.Summary {
-		v.Summary = append(v.Summary, templates.PreviewLine{Target: l.Target, Table: l.Table, Action: l.Action, Rows: l.Rows, AlreadyTombstoned: l.AlreadyTombstoned})
-	}
 	for _, w := range p.Warnings {
 		v.Warnings = append(v.Warnings, templates.PreviewWarning{Code: w.Code, Message: w.Message})
 	}
-	if !p.Exact && len(p.Summary) == 0 {
-		estimateTables(&v)
-	}
 	return v
+}
+
+// addDetails fills the per-table summary and the tree of v from p.
+func addDetails(v *templates.PreviewProps, p *preview.Preview) {
+	v.Tree = nodeProps(p.Tree, 0)
+	for _, l := range p.Summary {
+		v.Summary = append(v.Summary, templates.PreviewLine{Target: l.Target, Table: l.Table, Action: l.Action, Rows: l.Rows, AlreadyTombstoned: l.AlreadyTombstoned})
+	}
+	if !p.Exact && len(p.Summary) == 0 {
+		estimateTables(v)
+	}
 }
 
 func totalsProps(t preview.Totals) templates.PreviewTotals {

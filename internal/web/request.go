@@ -81,9 +81,9 @@ func (s *Server) requestPage(r *http.Request, rq *approval.Request) (templates.R
 	page.Controls.Why = controlsWhy(rq, state, me)
 	if p := rq.Preview; p != nil {
 		page.Action = p.Action
-		v := previewProps(p, false, now)
+		v := previewHead(p, false, now)
 		v.BatchNote = preview.BatchNote(s.cfg.Kinds[rq.Kind], p)
-		v.TreeHTML = s.cachedTree(ctx, frozenTreeKey(rq), v)
+		s.withCachedDetails(ctx, frozenDetailsKey(rq), &v, p)
 		page.Preview = &v
 	}
 

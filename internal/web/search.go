@@ -120,7 +120,7 @@ func (f engineFinder) FindRoots(ctx context.Context, kind, query string, limit i
 	for i, c := range cs {
 		keys[i] = c.KeyString()
 	}
-	open, err := approval.OpenForKeys(ctx, f.db.Bun, kind, f.engine.Config().Kinds[kind].Target, keys)
+	open, err := approval.OpenIDs(ctx, f.db.Bun, kind, f.engine.Config().Kinds[kind].Target, keys)
 	if err != nil {
 		return nil, err
 	}

@@ -13,10 +13,10 @@ import (
 	"github.com/tombstone-console/tombstone/web/templates"
 )
 
-// Under load the pages that show a preview spend most of their time rendering its tree and,
+// Under load the pages that show a preview spend most of their time rendering its tree and summary and,
 // on a request's page, decoding the frozen preview. Both depend only on data that never
 // changes once made: an exact preview is immutable (a new evaluation is a new preview), and
-// a request's frozen preview is written once. So the server keeps the rendered tree per
+// a request's frozen preview is written once. So the server keeps the rendered details per
 // preview and the decoded frozen preview per request.
 const (
 	// viewCacheBytes bounds the rendered HTML kept.
@@ -31,30 +31,33 @@ type frozenPreview struct {
 	p      *preview.Preview
 }
 
-// cachedTree returns v's tree section rendered once for key, which must name everything the
-// section shows (the preview, and how it is shown). A tree that fails to render is left to
-// the page, which reports the error as usual.
-func (s *Server) cachedTree(ctx context.Context, key string, v templates.PreviewProps) templ.Component {
+// withCachedDetails shows the details of p (the per-table summary and the tree) in v from
+// HTML rendered once for key, which must name everything they show: the preview, and how it is
+// shown. On a miss it fills v's details, renders them and keeps the HTML; details that fail to
+// render are left to the page, which reports the error as usual.
+func (s *Server) withCachedDetails(ctx context.Context, key string, v *templates.PreviewProps, p *preview.Preview) {
 	if html, ok := s.views.get(key); ok {
-		return templ.Raw(html)
+		v.DetailsHTML = templ.Raw(html)
+		return
 	}
+	addDetails(v, p)
 	var b strings.Builder
-	if err := templates.PreviewTree(v).Render(ctx, &b); err != nil {
-		return nil
+	if err := templates.PreviewDetails(*v).Render(ctx, &b); err != nil {
+		return
 	}
 	html := b.String()
 	s.views.put(key, html)
-	return templ.Raw(html)
+	v.DetailsHTML = templ.Raw(html)
 }
 
-// liveTreeKey names the tree of an exact live preview as shown by one URL.
-func liveTreeKey(ref *rootRef, p *preview.Preview, v templates.PreviewProps) string {
+// liveDetailsKey names the details of an exact live preview as shown by one URL.
+func liveDetailsKey(ref *rootRef, p *preview.Preview, v templates.PreviewProps) string {
 	return strings.Join([]string{"live", ref.cacheKey(), p.Digest, strconv.FormatInt(p.At.UnixNano(), 10),
 		v.URL, strconv.Itoa(v.LazyBelow)}, "\x00")
 }
 
-// frozenTreeKey names the tree of a request's frozen preview.
-func frozenTreeKey(rq *approval.Request) string {
+// frozenDetailsKey names the details of a request's frozen preview.
+func frozenDetailsKey(rq *approval.Request) string {
 	return "request\x00" + strconv.FormatInt(rq.ID, 10) + "\x00" + rq.Digest
 }
 

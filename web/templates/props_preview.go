@@ -85,8 +85,9 @@ type PreviewProps struct {
 	// LazyBelow makes nodes deeper than this depth load on demand (with htmx, or through a
 	// link without it). Zero renders the whole tree.
 	LazyBelow int
-	// TreeHTML, when set, is PreviewTree(v) rendered earlier, shown in its place.
-	TreeHTML templ.Component
+	// DetailsHTML, when set, is PreviewDetails(v) rendered earlier, shown in its place; the
+	// props it was rendered from (Summary, Tree) may then be left empty.
+	DetailsHTML templ.Component
 }
 
 // PreviewRoot is the root row.
