@@ -148,8 +148,9 @@ func List(ctx context.Context, db bun.IDB, f ListFilter) (rs []Request, err erro
 // the navigation badge.
 func CountAwaiting(ctx context.Context, db bun.IDB, userID int64) (n int, err error) {
 	defer pg.Wrap(&err, "approval.CountAwaiting(%d)", userID)
-	err = db.QueryRowContext(ctx, "SELECT count(*) FROM requests r WHERE "+awaitingCondition,
-		userID, userID, userID).Scan(&n)
+	// Every page shows the badge: one prepared statement (pg.Direct), the user as $1 thrice.
+	err = pg.DirectOf(db).QueryRowContext(ctx, "SELECT count(*) FROM requests r WHERE "+
+		strings.ReplaceAll(awaitingCondition, "?", "$1"), userID).Scan(&n)
 	return n, pg.Interpret(err)
 }
 

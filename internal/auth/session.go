@@ -63,8 +63,9 @@ func NewSessionStore(db bun.IDB, codec SessionCodec) *SessionStore {
 func (s *SessionStore) FindCtx(ctx context.Context, token string) (b []byte, found bool, err error) {
 	defer pg.Wrap(&err, "SessionStore.Find")
 	var expiry time.Time
-	err = s.db.NewSelect().Table("sessions").Column("data", "expiry").
-		Where("token = ? AND expiry > ?", token, s.Now().UTC()).Scan(ctx, &b, &expiry)
+	// Every request reads its session: one prepared statement (pg.Direct).
+	err = pg.DirectOf(s.db).QueryRowContext(ctx, "SELECT data, expiry FROM sessions WHERE token = $1 AND expiry > $2",
+		token, s.Now().UTC()).Scan(&b, &expiry)
 	if err = pg.Interpret(err); errors.Is(err, pg.ErrNotFound) {
 		s.memo.forget(token)
 		return nil, false, nil
