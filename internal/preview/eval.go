@@ -492,8 +492,27 @@ func rowOf(alias string, cols []string) string {
 
 // reachSQL selects the keys of child-table rows reached through e from parent's set.
 func (s *Sets) reachSQL(e *policy.Edge, parent *policy.Node, child *schema.Table) string {
-	values, _ := s.reachValues(e, parent)
-	return fmt.Sprintf("SELECT %s FROM %s c WHERE (%s) IN (%s)", keySelect(child, "c"), child.Name.Quoted(), qualified("c", e.ToColumns), values)
+	join, where := s.reachFilter(e, parent)
+	return fmt.Sprintf("SELECT %s FROM %s c%s WHERE %s", keySelect(child, "c"), child.Name.Quoted(), join, where)
+}
+
+// reachFilter keeps the rows of a child table, aliased c, reached through e from parent's set:
+// a join with the parent's values when no value repeats (a node's set never holds a row
+// twice, so its own keys are unique), which spares the planner a pass that removes duplicates
+// before it probes the child's index; otherwise a semi-join (IN). Either way each child row
+// comes out at most once, and a NULL reaches nothing.
+func (s *Sets) reachFilter(e *policy.Edge, parent *policy.Node) (join, where string) {
+	values, unique := s.reachValues(e, parent)
+	if !unique {
+		return "", fmt.Sprintf("(%s) IN (%s)", qualified("c", e.ToColumns), values)
+	}
+	cols := make([]string, len(e.ToColumns))
+	on := make([]string, len(e.ToColumns))
+	for i, c := range e.ToColumns {
+		cols[i] = fmt.Sprintf("v%d", i)
+		on[i] = fmt.Sprintf("rp.v%d = c.%s", i, pg.QuoteIdent(c))
+	}
+	return fmt.Sprintf(" JOIN (%s) rp(%s) ON %s", values, strings.Join(cols, ", "), strings.Join(on, " AND ")), "true"
 }
 
 // reachValues selects the values of e's parent columns over parent's set: the rows of the child

@@ -293,9 +293,9 @@ func (s *Sets) pieceSQL(sp tableSpec, k int) string {
 	if len(fresh) > 0 {
 		isNew = strings.Join(fresh, " AND ")
 	}
-	values, _ := s.reachValues(n.Edge, n.Parent)
-	return fmt.Sprintf("SELECT count(*) AS n, count(*) FILTER (WHERE %[1]s) AS d, sum(%[2]s) FILTER (WHERE %[1]s) AS h1, sum(%[3]s) FILTER (WHERE %[1]s) AS h2, min(c.%[4]s) AS m FROM %[5]s c%[6]s WHERE (%[7]s) IN (%[8]s)",
-		isNew, keyHashExpr(t, "c", keySeed1), keyHashExpr(t, "c", keySeed2), pg.QuoteIdent(t.PrimaryKey[0]), t.Name.Quoted(), strings.Join(joins, ""), qualified("c", n.Edge.ToColumns), values)
+	reach, where := s.reachFilter(n.Edge, n.Parent)
+	return fmt.Sprintf("SELECT count(*) AS n, count(*) FILTER (WHERE %[1]s) AS d, sum(%[2]s) FILTER (WHERE %[1]s) AS h1, sum(%[3]s) FILTER (WHERE %[1]s) AS h2, min(c.%[4]s) AS m FROM %[5]s c%[6]s%[7]s WHERE %[8]s",
+		isNew, keyHashExpr(t, "c", keySeed1), keyHashExpr(t, "c", keySeed2), pg.QuoteIdent(t.PrimaryKey[0]), t.Name.Quoted(), reach, strings.Join(joins, ""), where)
 }
 
 // streamSample is a relation of the keys a streamed node's sample is taken from: the node's rows
