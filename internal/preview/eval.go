@@ -33,10 +33,12 @@ type Sets struct {
 	// Kept lists owned rows left alone because something outside the cascade still refers to them.
 	Kept []KeptOwned
 
-	q      map[string]Querier
-	agg    []string // temp relations made by aggregation, dropped when re-aggregating
-	seqTmp int
-	opts   Options
+	q map[string]Querier
+	// rootVals holds the root's values of links into other targets (readRootValues).
+	rootVals map[*policy.Edge][]string
+	agg      []string // temp relations made by aggregation, dropped when re-aggregating
+	seqTmp   int
+	opts     Options
 }
 
 // Options change how sets are evaluated.
@@ -527,8 +529,39 @@ func (s *Sets) reachValues(e *policy.Edge, parent *policy.Node) (values string, 
 	return fmt.Sprintf("SELECT %s FROM %s p WHERE %s IN (SELECT %s FROM %s)", qualified("p", e.FromColumns), pt.Name.Quoted(), keyRef(pt, "p"), pg.QuoteIdents(KeyColumns(pt)), prel), false
 }
 
-// rootValues reads the root's values of an also link's source column, by the root's key.
+// readRootValues reads, once, the root's values of every link into another target, so that
+// evaluating the other targets needs nothing more from the root's target.
+func (s *Sets) readRootValues(ctx context.Context) error {
+	for _, n := range s.Plan.Nodes {
+		if n.Parent == nil || n.Parent.Target == n.Target {
+			continue
+		}
+		if _, ok := s.rootVals[n.Edge]; ok {
+			continue
+		}
+		vals, err := s.readRootValuesOf(ctx, n.Edge)
+		if err != nil {
+			return err
+		}
+		if s.rootVals == nil {
+			s.rootVals = map[*policy.Edge][]string{}
+		}
+		s.rootVals[n.Edge] = vals
+	}
+	return nil
+}
+
+// rootValues returns the root's values of an also link's source column: read by
+// readRootValues, or now.
 func (s *Sets) rootValues(ctx context.Context, e *policy.Edge) ([]string, error) {
+	if vals, ok := s.rootVals[e]; ok {
+		return vals, nil
+	}
+	return s.readRootValuesOf(ctx, e)
+}
+
+// readRootValuesOf reads the root's values of an also link's source column, by the root's key.
+func (s *Sets) readRootValuesOf(ctx context.Context, e *policy.Edge) ([]string, error) {
 	root := s.Plan.Root
 	t := root.Table
 	conds := make([]string, len(t.PrimaryKey))

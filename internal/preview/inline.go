@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/tombstone-console/tombstone/internal/config"
 	"github.com/tombstone-console/tombstone/internal/pg"
@@ -47,10 +48,25 @@ func EvaluateInline(ctx context.Context, q map[string]Querier, plan *policy.Plan
 	f := &facts{nodeRows: make([]int64, len(plan.Nodes)), samples: make([][]Row, len(plan.Nodes))}
 	specs := tableSpecs(plan)
 	tables := make([]tableFact, len(specs))
-	for _, target := range plan.Targets {
-		if err := s.inlineTarget(ctx, target, specs, tables, f); err != nil {
-			return nil, err
+	// The targets are separate databases, each in its own transaction: they are evaluated at
+	// once. Each writes only its own nodes' and sets' entries of f and tables. The root's values
+	// that links into other targets start from are read first, so that no two goroutines use the
+	// root target's transaction.
+	if err := s.readRootValues(ctx); err != nil {
+		return nil, err
+	}
+	errs := make([]error, len(plan.Targets))
+	found := make([][]Blocker, len(plan.Targets))
+	var wg sync.WaitGroup
+	for i, target := range plan.Targets {
+		wg.Go(func() { found[i], errs[i] = s.inlineTarget(ctx, target, specs, tables, f) })
+	}
+	wg.Wait()
+	for i := range plan.Targets {
+		if errs[i] != nil {
+			return nil, errs[i]
 		}
+		f.blockers = append(f.blockers, found[i]...)
 	}
 	f.tables = tables
 	// Blockers in plan order, as the temp-table evaluation lists them.
@@ -71,7 +87,9 @@ func EvaluateInline(ctx context.Context, q map[string]Querier, plan *policy.Plan
 	return assemble(ctx, q[plan.Root.Target], plan, rootKey, f)
 }
 
-func (s *Sets) inlineTarget(ctx context.Context, target string, specs []tableSpec, tables []tableFact, f *facts) error {
+// inlineTarget evaluates one target's share of the plan in one statement, fills f's and
+// tables' entries of that target and returns its blockers.
+func (s *Sets) inlineTarget(ctx context.Context, target string, specs []tableSpec, tables []tableFact, f *facts) (blockers []Blocker, err error) {
 	plan := s.Plan
 	var ctes, rows []string
 	var args []any
@@ -111,7 +129,7 @@ func (s *Sets) inlineTarget(ctx context.Context, target string, specs []tableSpe
 		}
 		sql, a, err := s.selectSQL(ctx, n, len(args)+1)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		args = append(args, a...)
 		ctes = append(ctes, fmt.Sprintf("%s AS MATERIALIZED (%s)", s.nodes[n.ID].rel, sql))
@@ -179,11 +197,11 @@ func (s *Sets) inlineTarget(ctx context.Context, target string, specs []tableSpe
 	// The statement is large and its cost estimate high, so PostgreSQL would JIT-compile it:
 	// seconds of compilation for milliseconds of work. Turn JIT off for this transaction.
 	if _, err := s.q[target].Exec(ctx, "SELECT set_config('jit', 'off', true)"); err != nil {
-		return fmt.Errorf("target %s: %w", target, pg.Interpret(err))
+		return nil, fmt.Errorf("target %s: %w", target, pg.Interpret(err))
 	}
 	res, err := s.q[target].Query(ctx, sql, args...)
 	if err != nil {
-		return fmt.Errorf("target %s: %w", target, pg.Interpret(err))
+		return nil, fmt.Errorf("target %s: %w", target, pg.Interpret(err))
 	}
 	defer res.Close()
 	for res.Next() {
@@ -192,7 +210,7 @@ func (s *Sets) inlineTarget(ctx context.Context, target string, specs []tableSpe
 		var count, extra int64
 		var hash, sample *string
 		if err := res.Scan(&kind, &id, &count, &extra, &hash, &sample); err != nil {
-			return err
+			return nil, err
 		}
 		switch kind {
 		case "n":
@@ -200,7 +218,7 @@ func (s *Sets) inlineTarget(ctx context.Context, target string, specs []tableSpe
 			if count > 0 && sample != nil {
 				rows, err := parseSample(plan.Nodes[id].Table, []byte(*sample))
 				if err != nil {
-					return err
+					return nil, err
 				}
 				f.samples[id] = rows
 			}
@@ -217,19 +235,19 @@ func (s *Sets) inlineTarget(ctx context.Context, target string, specs []tableSpe
 			var smp []Row
 			if sample != nil {
 				if smp, err = parseSample(n.Table, []byte(*sample)); err != nil {
-					return err
+					return nil, err
 				}
 			}
-			f.blockers = append(f.blockers, Blocker{Target: n.Target, Table: n.Table.Name.String(), Path: n.Path(), Reason: n.BlockReason, Rows: count, Sample: smp})
+			blockers = append(blockers, Blocker{Target: n.Target, Table: n.Table.Name.String(), Path: n.Path(), Reason: n.BlockReason, Rows: count, Sample: smp})
 		}
 	}
 	if err := res.Err(); err != nil {
-		return fmt.Errorf("target %s: %w", target, pg.Interpret(err))
+		return nil, fmt.Errorf("target %s: %w", target, pg.Interpret(err))
 	}
 	if target == plan.Root.Target && f.nodeRows[0] == 0 {
-		return ErrRootNotFound
+		return nil, ErrRootNotFound
 	}
-	return nil
+	return blockers, nil
 }
 
 // sampleWindow is how many rows, in key order from a streamed node's smallest key, its sample
