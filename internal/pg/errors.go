@@ -123,5 +123,10 @@ func isConnError(err error) bool {
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.As(err, &ne) {
 		return true
 	}
+	// The driver closed the connection after an earlier failure on it (the server went away
+	// while it was idle in the pool, or a statement on it was cancelled).
+	if errors.Is(err, pgconn.ErrConnClosed) {
+		return true
+	}
 	return pgconn.Timeout(err)
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tombstone-console/tombstone/internal/pg"
@@ -102,6 +104,23 @@ func TestInterpret(t *testing.T) {
 	err = pg.Interpret(tx.QueryRowContext(ctx, "SELECT v FROM x WHERE id = 2").Scan(&v))
 	require.ErrorIs(t, err, pg.ErrNotFound)
 	require.Nil(t, pg.Interpret(nil))
+}
+
+// A connection the driver has closed (the server went away while it sat in the pool) reads as
+// the database being unavailable, whether the error passes through Interpret or only Wrap.
+func TestClosedConnectionIsUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.AdminURL())
+	require.NoError(t, err)
+	require.NoError(t, conn.Close(ctx))
+	_, err = conn.Exec(ctx, "SELECT 1")
+	require.ErrorIs(t, err, pgconn.ErrConnClosed)
+	require.ErrorIs(t, pg.Interpret(err), pg.ErrUnavailable)
+	wrapped := err
+	pg.Wrap(&wrapped, "Op(%d)", 1)
+	require.ErrorIs(t, wrapped, pg.ErrUnavailable)
+	require.Contains(t, wrapped.Error(), "Op(1): database unavailable")
 }
 
 func TestOpenUnreachableNamesHostAndPort(t *testing.T) {
