@@ -21,7 +21,8 @@ func Get(ctx context.Context, db bun.IDB, id int64) (r *Request, err error) {
 	return get(ctx, db, id)
 }
 
-// openStates are the states of a request that holds its root (State.Open), as SQL.
+// openStates are the states of a request that holds its root (State.Open), as SQL: the
+// predicate of the requests table's partial unique index on the root, which ON CONFLICT names.
 const openStates = `('pending', 'approved', 'running', 'partial', 'paused')`
 
 // GetHead is Get without the frozen preview: Preview is nil. A frozen preview never changes,
@@ -154,19 +155,21 @@ func CountAwaiting(ctx context.Context, db bun.IDB, userID int64) (n int, err er
 	return n, pg.Interpret(err)
 }
 
-// OpenFor returns the open (pending, approved, running or partial) request for a root, without its
-// frozen preview, or an error matching ErrNotFound.
+// OpenFor returns the open (pending, approved, running, partial or paused) request for a root,
+// without its frozen preview, or an error matching ErrNotFound.
 func OpenFor(ctx context.Context, db bun.IDB, kind, target, rootKey string) (r *Request, err error) {
 	defer pg.Wrap(&err, "approval.OpenFor(%s, %s, %q)", kind, target, rootKey)
-	m, err := OpenForKeys(ctx, db, kind, target, []string{rootKey})
+	var rs []Request
+	err = db.NewRaw("SELECT "+listColumns+fromRequests+
+		`WHERE r.kind = ? AND r.target = ? AND r.root_key = ? AND r.state IN `+openStates,
+		kind, target, rootKey).Scan(ctx, &rs)
 	if err != nil {
-		return nil, err
+		return nil, pg.Interpret(err)
 	}
-	found, ok := m[rootKey]
-	if !ok {
+	if len(rs) == 0 {
 		return nil, fmt.Errorf("%w: no open request for %s %q", ErrNotFound, kind, rootKey)
 	}
-	return &found, nil
+	return &rs[0], nil
 }
 
 // OpenID returns the id of the open request for a root, or an error matching ErrNotFound: what
@@ -206,27 +209,6 @@ func OpenIDs(ctx context.Context, db bun.IDB, kind, target string, rootKeys []st
 		ids[key] = id
 	}
 	return ids, pg.Interpret(rows.Err())
-}
-
-// OpenForKeys returns the open requests for several roots of one kind, by root key (for the
-// badges on search results). Roots without one are absent from the map.
-func OpenForKeys(ctx context.Context, db bun.IDB, kind, target string, rootKeys []string) (m map[string]Request, err error) {
-	defer pg.Wrap(&err, "approval.OpenForKeys(%s, %s)", kind, target)
-	m = map[string]Request{}
-	if len(rootKeys) == 0 {
-		return m, nil
-	}
-	var rs []Request
-	err = db.NewRaw("SELECT "+listColumns+fromRequests+
-		`WHERE r.kind = ? AND r.target = ? AND r.root_key = ANY(?) AND r.state IN `+openStates,
-		kind, target, pgdialect.Array(rootKeys)).Scan(ctx, &rs)
-	if err != nil {
-		return nil, pg.Interpret(err)
-	}
-	for _, r := range rs {
-		m[r.RootKey] = r
-	}
-	return m, nil
 }
 
 // Timeline returns the request's audit events, oldest first: its history (requested,

@@ -146,7 +146,7 @@ func (s *Service) Create(ctx context.Context, db bun.IDB, in CreateInput) (r *Re
 				rows_total, tables_total, requester_id, reason, ticket_url, approvals_required, state,
 				created_at, updated_at, expires_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?::jsonb, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
-			ON CONFLICT (kind, target, root_key) WHERE state IN ('pending', 'approved', 'running', 'partial', 'paused') DO NOTHING
+			ON CONFLICT (kind, target, root_key) WHERE state IN `+openStates+` DO NOTHING
 			RETURNING id`,
 			op, nullID(in.RestoresRequestID), p.Kind, p.Target, p.Root.Table, p.Root.Key, pgdialect.Array(keys), p.Root.Label,
 			p.Digest, p.PolicyHash, string(fingerprints), string(preview), rows, tables, u.id, reason, ticket,
