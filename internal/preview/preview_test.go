@@ -11,6 +11,7 @@ import (
 	"github.com/tombstone-console/tombstone/internal/config"
 	"github.com/tombstone-console/tombstone/internal/pg"
 	"github.com/tombstone-console/tombstone/internal/pg/pgtest"
+	"github.com/tombstone-console/tombstone/internal/policy"
 	"github.com/tombstone-console/tombstone/internal/preview"
 	"github.com/tombstone-console/tombstone/internal/schema"
 )
@@ -259,22 +260,7 @@ func TestStreamedLeaves(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, preview.Inlineable(plan))
 
-	evaluate := func(inline bool) *preview.Preview {
-		tx, err := db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
-		require.NoError(t, err)
-		defer func() { _ = tx.Rollback(ctx) }()
-		q := map[string]preview.Querier{"db": tx}
-		if inline {
-			p, err := preview.EvaluateInline(ctx, q, plan, []string{"1"})
-			require.NoError(t, err)
-			return p
-		}
-		sets, err := preview.Evaluate(ctx, q, plan, []string{"1"})
-		require.NoError(t, err)
-		p, err := preview.Describe(ctx, sets)
-		require.NoError(t, err)
-		return p
-	}
+	evaluate := func(inline bool) *preview.Preview { return evaluateRoot(t, db, plan, "1", inline) }
 	in, temp := evaluate(true), evaluate(false)
 	require.Equal(t, temp.Summary, in.Summary)
 	require.Equal(t, temp.Tree, in.Tree)
@@ -300,6 +286,27 @@ func TestStreamedLeaves(t *testing.T) {
 	require.NotEqual(t, in.Digest, moved.Digest)
 }
 
+// evaluateRoot previews the root with the given key of a single-target plan in one rolled-back
+// REPEATABLE READ transaction: in one statement (inline) or through temp tables.
+func evaluateRoot(t *testing.T, db *pg.DB, plan *policy.Plan, key string, inline bool) *preview.Preview {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	q := map[string]preview.Querier{"db": tx}
+	if inline {
+		p, err := preview.EvaluateInline(ctx, q, plan, []string{key})
+		require.NoError(t, err)
+		return p
+	}
+	sets, err := preview.Evaluate(ctx, q, plan, []string{key})
+	require.NoError(t, err)
+	p, err := preview.Describe(ctx, sets)
+	require.NoError(t, err)
+	return p
+}
+
 // A table closed under a tree-shaped self reference below another table: rows reached both from
 // the parent and through the self reference, rows reached only through it (from another
 // tenant's session, or with no session at all), and a cycle in the data.
@@ -323,22 +330,7 @@ func TestSelfReferenceBelowParent(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, preview.Inlineable(plan))
 
-	evaluate := func(inline bool) *preview.Preview {
-		tx, err := db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
-		require.NoError(t, err)
-		defer func() { _ = tx.Rollback(ctx) }()
-		q := map[string]preview.Querier{"db": tx}
-		if inline {
-			p, err := preview.EvaluateInline(ctx, q, plan, []string{"1"})
-			require.NoError(t, err)
-			return p
-		}
-		sets, err := preview.Evaluate(ctx, q, plan, []string{"1"})
-		require.NoError(t, err)
-		p, err := preview.Describe(ctx, sets)
-		require.NoError(t, err)
-		return p
-	}
+	evaluate := func(inline bool) *preview.Preview { return evaluateRoot(t, db, plan, "1", inline) }
 	in, temp := evaluate(true), evaluate(false)
 	require.Equal(t, temp.Summary, in.Summary)
 	require.Equal(t, temp.Tree, in.Tree)
