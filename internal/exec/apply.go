@@ -124,39 +124,89 @@ type Result struct {
 // otherwise. The steps:
 //
 //  1. lock the root, and every row with children in the cascade, FOR UPDATE, parents first;
-//  2. recompute the sets and compare their digest with the approved one (DriftError on change);
+//  2. recompute the sets and compare them with the approved ones (DriftError on change);
 //  3. archive changed rows when the kind keeps an archive;
 //  4. detach, tombstone, then delete children before parents, checking every statement's row
 //     count against the sets;
-//  5. write the execution-ledger row in the target's tombstone schema.
+//  5. check the digest of what was deleted against the approved one;
+//  6. write the execution-ledger row in the target's tombstone schema.
+//
+// Without an archive, the sets of leaf tables are not built: their rows are deleted straight
+// from their parents' locked sets, and counted and hashed as they go (preview's
+// Options.DeferLeafDeletes). Every other set is checked against the approved preview before
+// anything changes; the leaves' counts and key hashes only after their deletes, still inside
+// the transaction, which the caller rolls back on a DriftError.
 //
 // The whole plan must live in this one target (single-target kinds).
 func ApplyTx(ctx context.Context, tx pgx.Tx, target string, p Plan) (*Result, error) {
 	if err := raiseWorkMem(ctx, tx); err != nil {
 		return nil, err
 	}
-	sets, err := preview.EvaluateWith(ctx, map[string]preview.Querier{target: tx}, p.Plan, p.RootKey, preview.Options{Lock: true})
+	opts := preview.Options{Lock: true, DeferLeafDeletes: p.ArchiveUntil.IsZero()}
+	sets, err := preview.EvaluateWith(ctx, map[string]preview.Querier{target: tx}, p.Plan, p.RootKey, opts)
 	if err != nil {
 		if errors.Is(err, preview.ErrRootNotFound) {
 			return nil, &DriftError{Approved: p.Digest, Changes: []Change{{Target: target, Table: p.Plan.Root.Table.Name.String(), Action: p.Plan.Root.Action, Approved: 1}}}
 		}
 		return nil, err
 	}
-	pv, err := preview.Summarize(ctx, sets)
+	known, err := sets.Lines(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if pv.Digest != p.Digest {
-		return nil, &DriftError{Approved: p.Digest, Current: pv.Digest, Changes: Diff(p.Approved, pv.Summary)}
+	if p.Approved != nil {
+		if changes := Diff(withoutPending(p.Approved, sets), known); len(changes) > 0 {
+			return nil, &DriftError{Approved: p.Digest, Changes: changes}
+		}
+	}
+	if !hasPending(sets) {
+		if digest := preview.DigestOf(p.Plan, p.RootKey, known); digest != p.Digest {
+			return nil, &DriftError{Approved: p.Digest, Current: digest, Changes: Diff(p.Approved, known)}
+		}
 	}
 	counts, err := applySets(ctx, tx, target, p, sets)
 	if err != nil {
 		return nil, err
 	}
-	if err := writeLedger(ctx, tx, target, p.RequestID, pv.Digest, counts); err != nil {
+	lines, err := sets.Lines(ctx)
+	if err != nil {
 		return nil, err
 	}
-	return &Result{Digest: pv.Digest, Counts: counts, Summary: pv.Summary}, nil
+	digest := preview.DigestOf(p.Plan, p.RootKey, lines)
+	if digest != p.Digest {
+		return nil, &DriftError{Approved: p.Digest, Current: digest, Changes: Diff(p.Approved, lines)}
+	}
+	if err := writeLedger(ctx, tx, target, p.RequestID, digest, counts); err != nil {
+		return nil, err
+	}
+	return &Result{Digest: digest, Counts: counts, Summary: lines}, nil
+}
+
+// hasPending reports whether some deferred set has not been deleted yet.
+func hasPending(sets *preview.Sets) bool {
+	for _, ts := range sets.Tables {
+		if ts.Pending() {
+			return true
+		}
+	}
+	return false
+}
+
+// withoutPending drops the approved lines of the sets not known before their deletes.
+func withoutPending(approved []preview.SummaryLine, sets *preview.Sets) []preview.SummaryLine {
+	pending := map[string]bool{}
+	for _, ts := range sets.Tables {
+		if ts.Pending() {
+			pending[key(ts.Target, ts)] = true
+		}
+	}
+	out := make([]preview.SummaryLine, 0, len(approved))
+	for _, l := range approved {
+		if !pending[l.Target+" "+l.Table+" "+l.Action] {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // applySets archives and applies the target's share of checked sets inside tx: detach and
@@ -202,16 +252,20 @@ func applySets(ctx context.Context, tx pgx.Tx, target string, p Plan, sets *prev
 		report(Step{Target: target, Table: ts.Table.Name.String(), Action: ts.Action, Rows: ts.Rows, Phase: "applied"})
 	}
 	for _, group := range deleteOrder(sets, target) {
-		n, err := deleteGroup(ctx, tx, group)
+		n, err := deleteGroup(ctx, tx, sets, group)
 		if err != nil {
 			return nil, err
 		}
 		for i, ts := range group {
-			if n[i] != ts.Rows {
+			// A deferred set is what its statements deleted; the digest checks it.
+			if !ts.Deferred && n[i] != ts.Rows {
 				return nil, fmt.Errorf("delete %s removed %d rows, expected %d", ts.Table.Name, n[i], ts.Rows)
 			}
-			counts[key(target, ts)] = ts.Rows
-			report(Step{Target: target, Table: ts.Table.Name.String(), Action: ts.Action, Rows: ts.Rows, Phase: "applied"})
+			if n[i] == 0 {
+				continue
+			}
+			counts[key(target, ts)] = n[i]
+			report(Step{Target: target, Table: ts.Table.Name.String(), Action: ts.Action, Rows: n[i], Phase: "applied"})
 		}
 	}
 	return counts, nil
@@ -295,7 +349,7 @@ func deleteOrder(sets *preview.Sets, target string) [][]*preview.TableSet {
 	var del []*preview.TableSet
 	idx := map[*schema.Table]int{}
 	for _, ts := range sets.Tables {
-		if ts.Target == target && ts.Action == config.ActionDelete && ts.Rows > 0 {
+		if ts.Target == target && ts.Action == config.ActionDelete && (ts.Rows > 0 || ts.Pending()) {
 			idx[ts.Table] = len(del)
 			del = append(del, ts)
 		}
@@ -401,7 +455,16 @@ func sccs(n int, edges [][]int) []int {
 }
 
 // deleteGroup deletes a group of tables in one statement and returns each table's count.
-func deleteGroup(ctx context.Context, tx pgx.Tx, group []*preview.TableSet) ([]int64, error) {
+func deleteGroup(ctx context.Context, tx pgx.Tx, sets *preview.Sets, group []*preview.TableSet) ([]int64, error) {
+	for _, ts := range group {
+		if ts.Deferred && len(group) > 1 {
+			return nil, fmt.Errorf("delete %s: a deferred set in a cycle of foreign keys", ts.Table.Name)
+		}
+	}
+	if len(group) == 1 && group[0].Deferred {
+		n, err := deleteDeferred(ctx, tx, sets, group[0])
+		return []int64{n}, err
+	}
 	if len(group) == 1 {
 		ts := group[0]
 		tag, err := tx.Exec(ctx, deleteSQL(ts))
@@ -427,6 +490,22 @@ func deleteGroup(ctx context.Context, tx pgx.Tx, group []*preview.TableSet) ([]i
 		return nil, fmt.Errorf("delete %s: %w", strings.Join(names, ", "), pg.Interpret(err))
 	}
 	return out, nil
+}
+
+// deleteDeferred deletes a deferred set's rows from its parents' sets, node by node, and
+// records what the statements deleted.
+func deleteDeferred(ctx context.Context, tx pgx.Tx, sets *preview.Sets, ts *preview.TableSet) (int64, error) {
+	stmts := sets.DeferredDeleteSQL(ts)
+	parts := make([]preview.DeferredPart, len(stmts))
+	for i, sql := range stmts {
+		if err := tx.QueryRow(ctx, sql).Scan(&parts[i].Rows, &parts[i].Sum1, &parts[i].Sum2); err != nil {
+			return 0, fmt.Errorf("delete %s: %w", ts.Table.Name, pg.Interpret(err))
+		}
+	}
+	if err := ts.RecordDeferred(parts); err != nil {
+		return 0, err
+	}
+	return ts.Rows, nil
 }
 
 // archive copies every row the request changes into tombstone.archive: whole rows for deletes,

@@ -153,6 +153,58 @@ func TestApplyDriftsOnANewChild(t *testing.T) {
 	require.Zero(t, f.count(t, "SELECT count(*) FROM tombstone.ledger"))
 }
 
+// Without an archive the leaves' sets are not built (notes here): they are deleted from their
+// parents' locked sets and checked by the digest after their deletes. The result is the same.
+func TestApplyWithoutArchive(t *testing.T) {
+	t.Parallel()
+	f := setup(t, tenantPolicy)
+	p, ep := f.preview(t, "tenant", "1")
+	ep.ArchiveUntil = time.Time{}
+	res, err := f.apply(t, ep)
+	require.NoError(t, err)
+	require.Equal(t, p.Digest, res.Digest)
+	require.Equal(t, p.Summary, res.Summary)
+	require.Zero(t, f.count(t, "SELECT count(*) FROM notes WHERE tenant_id = 1"))
+	require.Equal(t, int64(1), f.count(t, "SELECT count(*) FROM notes"))
+	require.Equal(t, int64(1), f.count(t, "SELECT count(*) FROM folders"))
+	require.Equal(t, int64(2), f.count(t, "SELECT count(*) FROM docs"))
+	require.Zero(t, f.count(t, "SELECT count(*) FROM a")+f.count(t, "SELECT count(*) FROM b"))
+	require.Zero(t, f.count(t, "SELECT count(*) FROM tombstone.archive"))
+	led, err := exec.ReadLedger(context.Background(), f.db.Pool, "app", 7)
+	require.NoError(t, err)
+	for _, l := range p.Summary {
+		if l.Action != config.ActionKeep {
+			require.Equal(t, l.Rows, led.Counts["app "+l.Table+" "+l.Action], l.Table)
+		}
+	}
+}
+
+// A row added to a leaf since approval is found by the digest after the leaf's delete: drift,
+// and the rollback leaves everything in place.
+func TestApplyDriftsOnANewLeafRowWithoutArchive(t *testing.T) {
+	t.Parallel()
+	f := setup(t, tenantPolicy)
+	_, ep := f.preview(t, "tenant", "1")
+	ep.ArchiveUntil = time.Time{}
+	_, err := f.db.Pool.Exec(context.Background(), "INSERT INTO notes VALUES (3, 1, false)")
+	require.NoError(t, err)
+	_, err = f.apply(t, ep)
+	var drift *exec.DriftError
+	require.ErrorAs(t, err, &drift)
+	require.Equal(t, []exec.Change{{Target: "app", Table: "public.notes", Action: "delete", Approved: 1, Now: 2}}, drift.Changes)
+	require.Equal(t, int64(2), f.count(t, "SELECT count(*) FROM tenants"), "nothing was deleted")
+	require.Equal(t, int64(3), f.count(t, "SELECT count(*) FROM notes"))
+	require.Zero(t, f.count(t, "SELECT count(*) FROM tombstone.ledger"))
+
+	// The same count with another row: only the key hash tells.
+	_, err = f.db.Pool.Exec(context.Background(), "DELETE FROM notes WHERE id = 1")
+	require.NoError(t, err)
+	_, err = f.apply(t, ep)
+	require.ErrorAs(t, err, &drift)
+	require.Contains(t, drift.Error(), "public.notes delete: approved 1, now 1")
+	require.Equal(t, int64(2), f.count(t, "SELECT count(*) FROM notes"))
+}
+
 func TestApplySoft(t *testing.T) {
 	t.Parallel()
 	f := setup(t, "kinds:\n  tenant: {table: tenants, root: soft}\n")

@@ -56,6 +56,13 @@ type Options struct {
 	// transactions on the target (a second CREATE of the same name waits for the first).
 	ScratchSchema string
 	ScratchPrefix string
+	// DeferLeafDeletes leaves the sets of deferrable leaf tables (see deferrable) unbuilt: the
+	// executor deletes their rows straight from their parents' sets, one statement per node,
+	// and records what each statement deleted (DeferredDeleteSQL, RecordDeferred). Their
+	// counts and key hashes are known only then, so the caller checks the digest after the
+	// deletes, in the same transaction. Nothing else reads a leaf's set, and a foreign key
+	// from the leaf to its parent's locked rows keeps it from gaining rows meanwhile.
+	DeferLeafDeletes bool
 }
 
 // relName names a set relation: a temp table, or a scratch table (Options.ScratchSchema).
@@ -78,6 +85,8 @@ func (s *Sets) createAs(rel string) string {
 type nodeSet struct {
 	rel  string
 	rows int64
+	// deferred marks a leaf whose set is never built (Options.DeferLeafDeletes).
+	deferred bool
 	// locked is rows when the set was last locked (Options.Lock).
 	locked int64
 }
@@ -95,6 +104,12 @@ type TableSet struct {
 	AlreadyTombstoned int64
 	// Nodes are the plan nodes that reach these rows with this action.
 	Nodes []*policy.Node
+	// Deferred marks a delete set that was not built (Options.DeferLeafDeletes): Rel is empty
+	// and Rows is zero until RecordDeferred.
+	Deferred bool
+	// applied is set by RecordDeferred; keyHash caches the set's key hash once known.
+	applied bool
+	keyHash string
 }
 
 // KeptOwned is an owned row (owns:) that stays because other rows still refer to it.
@@ -121,12 +136,34 @@ func Evaluate(ctx context.Context, q map[string]Querier, plan *policy.Plan, root
 	return EvaluateWith(ctx, q, plan, rootKey, Options{})
 }
 
-// EvaluateWith is Evaluate with options.
+// noJIT turns JIT compilation off for the rest of the transaction. A set read from a temp
+// table without statistics, or through WITH RECURSIVE, has a cost estimate high enough for
+// PostgreSQL to JIT-compile the statement: hundreds of milliseconds of compilation for a
+// statement that runs in one, and for a delete through the set, more than the delete.
+func noJIT(ctx context.Context, q Querier) error {
+	if _, err := q.Exec(ctx, "SELECT set_config('jit', 'off', true)"); err != nil {
+		return pg.Interpret(err)
+	}
+	return nil
+}
+
+// EvaluateWith is Evaluate with options. It turns JIT off in the transactions it is given
+// (noJIT): the caller's statements on the sets after it run without it too.
 func EvaluateWith(ctx context.Context, q map[string]Querier, plan *policy.Plan, rootKey []string, opts Options) (*Sets, error) {
 	s := &Sets{Plan: plan, RootKey: rootKey, nodes: make([]nodeSet, len(plan.Nodes)), q: q, opts: opts}
 	for _, t := range plan.Targets {
 		if q[t] == nil {
 			return nil, fmt.Errorf("no transaction for target %q", t)
+		}
+		if err := noJIT(ctx, q[t]); err != nil {
+			return nil, fmt.Errorf("target %s: %w", t, err)
+		}
+	}
+	if opts.DeferLeafDeletes {
+		for _, sp := range deferrable(plan) {
+			for _, n := range sp.nodes {
+				s.nodes[n.ID].deferred = true
+			}
 		}
 	}
 	if err := s.buildRoot(ctx); err != nil {
@@ -236,7 +273,7 @@ func (s *Sets) settleLocked(ctx context.Context, target string) error {
 	for round := 0; round < maxFixpointRounds; round++ {
 		var changed int64
 		for _, n := range nodes {
-			if n.Target != target {
+			if n.Target != target || s.nodes[n.ID].deferred {
 				continue
 			}
 			var added int64
@@ -297,19 +334,22 @@ func (s *Sets) buildTarget(ctx context.Context, target string) error {
 		if n.Target != target {
 			continue
 		}
-		sql, args, err := s.selectSQL(ctx, n, 1)
-		if err != nil {
-			return err
+		if !s.nodes[n.ID].deferred {
+			sql, args, err := s.selectSQL(ctx, n, 1)
+			if err != nil {
+				return err
+			}
+			rel := s.relName("tomb_n%d", n.ID)
+			tag, err := s.q[target].Exec(ctx, s.createAs(rel)+sql, args...)
+			if err != nil {
+				return fmt.Errorf("node %s: %w", n.Path(), pg.Interpret(err))
+			}
+			s.nodes[n.ID] = nodeSet{rel: rel, rows: tag.RowsAffected()}
+			if err := s.lock(ctx, n); err != nil {
+				return err
+			}
 		}
-		rel := s.relName("tomb_n%d", n.ID)
-		tag, err := s.q[target].Exec(ctx, s.createAs(rel)+sql, args...)
-		if err != nil {
-			return fmt.Errorf("node %s: %w", n.Path(), pg.Interpret(err))
-		}
-		s.nodes[n.ID] = nodeSet{rel: rel, rows: tag.RowsAffected()}
-		if err := s.lock(ctx, n); err != nil {
-			return err
-		}
+		// A deferred leaf may end a cycle's subtree: the cycle closes here all the same.
 		if err := s.closeCycles(ctx, heads, i); err != nil {
 			return err
 		}
@@ -383,6 +423,9 @@ func (s *Sets) fixpoint(ctx context.Context, head *policy.Node) error {
 		var changed int64
 		for id := head.ID; id <= end; id++ {
 			m := s.Plan.Nodes[id]
+			if s.nodes[id].deferred {
+				continue // a leaf nothing reads, deleted from its parent's final set
+			}
 			for i, b := range m.Back {
 				if b.To.ID < head.ID || b.To.ID > end {
 					continue
@@ -504,6 +547,16 @@ func (s *Sets) reachSQL(e *policy.Edge, parent *policy.Node, child *schema.Table
 // before it probes the child's index; otherwise a semi-join (IN). Either way each child row
 // comes out at most once, and a NULL reaches nothing.
 func (s *Sets) reachFilter(e *policy.Edge, parent *policy.Node) (join, where string) {
+	rel, cond := s.reachParts(e, parent)
+	if rel == "" {
+		return "", cond
+	}
+	return " JOIN " + rel + " ON " + cond, "true"
+}
+
+// reachParts are the pieces of reachFilter: the parent's values as a relation rp(v0, …) and
+// the condition matching c to it, or, when values may repeat, no relation and a semi-join.
+func (s *Sets) reachParts(e *policy.Edge, parent *policy.Node) (rel, cond string) {
 	values, unique := s.reachValues(e, parent)
 	if !unique {
 		return "", fmt.Sprintf("(%s) IN (%s)", qualified("c", e.ToColumns), values)
@@ -514,7 +567,7 @@ func (s *Sets) reachFilter(e *policy.Edge, parent *policy.Node) (join, where str
 		cols[i] = fmt.Sprintf("v%d", i)
 		on[i] = fmt.Sprintf("rp.v%d = c.%s", i, pg.QuoteIdent(c))
 	}
-	return fmt.Sprintf(" JOIN (%s) rp(%s) ON %s", values, strings.Join(cols, ", "), strings.Join(on, " AND ")), "true"
+	return fmt.Sprintf("(%s) rp(%s)", values, strings.Join(cols, ", ")), strings.Join(on, " AND ")
 }
 
 // reachValues selects the values of e's parent columns over parent's set: the rows of the child
@@ -684,8 +737,13 @@ func (s *Sets) aggregate(ctx context.Context) error {
 		if ts := s.Table(sp.target, sp.table, config.ActionSoft); ts != nil {
 			soft = ts.Rel
 		}
-		sql, all, reuse := setSQL(sp, rel, del, soft)
 		ts := &TableSet{Target: sp.target, Table: sp.table, Action: sp.action, Nodes: sp.nodes}
+		if s.nodes[sp.nodes[0].ID].deferred {
+			ts.Deferred = true
+			s.Tables = append(s.Tables, ts)
+			continue
+		}
+		sql, all, reuse := setSQL(sp, rel, del, soft)
 		if reuse != "" {
 			ts.Rel, ts.Rows = reuse, s.nodes[sp.nodes[0].ID].rows
 		} else {
@@ -801,6 +859,9 @@ func (s *Sets) rebuildSubtree(ctx context.Context, n *policy.Node) error {
 	q := s.q[n.Target]
 	for id := n.ID + 1; id <= end; id++ {
 		m := s.Plan.Nodes[id]
+		if s.nodes[id].deferred {
+			continue
+		}
 		sql, args, err := s.selectSQL(ctx, m, 1)
 		if err != nil {
 			return err

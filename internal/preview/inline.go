@@ -195,9 +195,9 @@ func (s *Sets) inlineTarget(ctx context.Context, target string, specs []tableSpe
 	}
 	sql := with + strings.Join(ctes, ",\n") + "\n" + strings.Join(rows, "\nUNION ALL\n")
 	// The statement is large and its cost estimate high, so PostgreSQL would JIT-compile it:
-	// seconds of compilation for milliseconds of work. Turn JIT off for this transaction.
-	if _, err := s.q[target].Exec(ctx, "SELECT set_config('jit', 'off', true)"); err != nil {
-		return nil, fmt.Errorf("target %s: %w", target, pg.Interpret(err))
+	// seconds of compilation for milliseconds of work.
+	if err := noJIT(ctx, s.q[target]); err != nil {
+		return nil, fmt.Errorf("target %s: %w", target, err)
 	}
 	res, err := s.q[target].Query(ctx, sql, args...)
 	if err != nil {

@@ -345,9 +345,11 @@ func (s *Sets) facts(ctx context.Context, samples bool) (*facts, error) {
 	for _, ts := range s.Tables {
 		tf := tableFact{spec: tableSpec{target: ts.Target, table: ts.Table, action: ts.Action, nodes: ts.Nodes}, rows: ts.Rows, already: ts.AlreadyTombstoned, hash: emptyKeyHash}
 		if ts.Rows > 0 {
-			if err := s.q[ts.Target].QueryRow(ctx, "SELECT "+keyHashSQL(ts.Table, ts.Rel)).Scan(&tf.hash); err != nil {
-				return nil, pg.Interpret(err)
+			h, err := s.tableHash(ctx, ts)
+			if err != nil {
+				return nil, err
 			}
+			tf.hash = h
 		}
 		f.tables = append(f.tables, tf)
 		if ts.Action != config.ActionBlock || ts.Rows == 0 {
