@@ -285,35 +285,27 @@ func streamable(specs []tableSpec, i int) bool {
 // pieceSQL is one row about node sp.nodes[k] of a streamed set: n, the rows the node reaches;
 // d, h1 and h2, the count and key hash sums of those not reached by an earlier node of the set
 // (so the pieces of a set add up to its DISTINCT rows without a union); m, its smallest key.
-// Whether an earlier node reaches a row is a hash probe of that node's parent values (a left
-// join on unique values), not a comparison with the earlier node's rows.
+// Whether an earlier node reaches a row is a probe of a hash of that node's parent values (a
+// hashed subplan, built once from the few parent values rather than from the many child rows),
+// not a comparison with the earlier node's rows; a NULL reaches nothing. The probes run once
+// per row, in a subquery kept apart from the aggregates (OFFSET 0) that all filter on them.
 func (s *Sets) pieceSQL(sp tableSpec, k int) string {
 	t := sp.table
 	n := sp.nodes[k]
-	var joins, fresh []string
+	var fresh []string
 	for j := 0; j < k; j++ {
 		m := sp.nodes[j]
-		values, unique := s.reachValues(m.Edge, m.Parent)
-		if !unique {
-			values = "SELECT DISTINCT * FROM (" + values + ") v"
-		}
-		alias := fmt.Sprintf("x%d", j)
-		cols := make([]string, len(m.Edge.ToColumns))
-		on := make([]string, len(m.Edge.ToColumns))
-		for ci, c := range m.Edge.ToColumns {
-			cols[ci] = fmt.Sprintf("v%d", ci)
-			on[ci] = fmt.Sprintf("%s.v%d = c.%s", alias, ci, pg.QuoteIdent(c))
-		}
-		joins = append(joins, fmt.Sprintf(" LEFT JOIN (%s) %s(%s) ON %s", values, alias, strings.Join(cols, ", "), strings.Join(on, " AND ")))
-		fresh = append(fresh, alias+".v0 IS NULL")
+		values, _ := s.reachValues(m.Edge, m.Parent)
+		fresh = append(fresh, fmt.Sprintf("((%s) IN (%s)) IS NOT TRUE", qualified("c", m.Edge.ToColumns), values))
 	}
 	isNew := "true"
 	if len(fresh) > 0 {
 		isNew = strings.Join(fresh, " AND ")
 	}
+	key := pg.QuoteIdent(t.PrimaryKey[0])
 	reach, where := s.reachFilter(n.Edge, n.Parent)
-	return fmt.Sprintf("SELECT count(*) AS n, count(*) FILTER (WHERE %[1]s) AS d, sum(%[2]s) FILTER (WHERE %[1]s) AS h1, sum(%[3]s) FILTER (WHERE %[1]s) AS h2, min(c.%[4]s) AS m FROM %[5]s c%[6]s%[7]s WHERE %[8]s",
-		isNew, keyHashExpr(t, "c", keySeed1), keyHashExpr(t, "c", keySeed2), pg.QuoteIdent(t.PrimaryKey[0]), t.Name.Quoted(), reach, strings.Join(joins, ""), where)
+	return fmt.Sprintf("SELECT count(*) AS n, count(*) FILTER (WHERE c.tomb_new) AS d, sum(%[1]s) FILTER (WHERE c.tomb_new) AS h1, sum(%[2]s) FILTER (WHERE c.tomb_new) AS h2, min(c.%[3]s) AS m FROM (SELECT c.%[3]s, %[4]s AS tomb_new FROM %[5]s c%[6]s WHERE %[7]s OFFSET 0) c",
+		keyHashExpr(t, "c", keySeed1), keyHashExpr(t, "c", keySeed2), key, isNew, t.Name.Quoted(), reach, where)
 }
 
 // streamSample is a relation of the keys a streamed node's sample is taken from: the node's rows
