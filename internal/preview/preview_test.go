@@ -286,6 +286,37 @@ func TestStreamedLeaves(t *testing.T) {
 	require.NotEqual(t, in.Digest, moved.Digest)
 }
 
+// The inline statement of a kind is the same for every root: a connection prepares it once and
+// plans it once, generically, and the next root's preview reuses the plan.
+func TestInlineStatementIsPlannedOnce(t *testing.T) {
+	t.Parallel()
+	db, _ := pgtest.Empty(t)
+	exec(t, db, `
+		CREATE TABLE tenants (id bigint PRIMARY KEY, name text);
+		CREATE TABLE repos (id bigint PRIMARY KEY, tenant_id bigint NOT NULL REFERENCES tenants ON DELETE CASCADE);
+		INSERT INTO tenants VALUES (1, 'one'), (2, 'two');
+		INSERT INTO repos VALUES (1, 1), (2, 1), (3, 2);`)
+	e := engineFor(t, db, "kinds:\n  tenant: {table: tenants}\n")
+	ctx := context.Background()
+	plan, err := e.Plan(ctx, "tenant")
+	require.NoError(t, err)
+	conn, err := db.Pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	for key, repos := range map[string]int64{"1": 2, "2": 1} {
+		tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+		require.NoError(t, err)
+		p, err := preview.EvaluateInline(ctx, map[string]preview.Querier{"db": tx}, plan, []string{key})
+		require.NoError(t, err)
+		require.Equal(t, repos, summary(p)["public.repos delete"])
+		require.NoError(t, tx.Rollback(ctx))
+	}
+	var generic, custom int64
+	require.NoError(t, conn.QueryRow(ctx, "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE 'WITH %'").Scan(&generic, &custom))
+	require.Equal(t, int64(2), generic, "both previews ran the one generic plan")
+	require.Zero(t, custom)
+}
+
 // Deferred leaf deletes (the executor's evaluation without an archive): the leaves' sets are
 // not built; deleting them from their parents' sets, node by node, counts a row reached by two
 // paths once and hashes to the same digest as the preview. Tables with children in the plan, or
