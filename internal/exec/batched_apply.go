@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -93,7 +94,9 @@ func (b *batchRun) applyWhole(ctx context.Context, st *batchStep) error {
 
 // batch is one batch transaction: it locks the rows of keys tomb_seq in (from, to] of each step
 // that still exist (and, for a tombstone, are not tombstoned yet), archives and applies them
-// with the single-transaction code, and writes one checkpoint per step, all before commit. A
+// with the single-transaction code (a step that deletes leaf rows without an archive deletes
+// them straight from its work table: see directDelete), and writes one checkpoint per step,
+// all before commit. A
 // transaction that ran past limit is rolled back (errTooLong). It returns how long the
 // transaction took.
 func (b *batchRun) batch(ctx context.Context, steps []*batchStep, from, to []int64, limit time.Duration) (time.Duration, error) {
@@ -103,43 +106,16 @@ func (b *batchRun) batch(ctx context.Context, steps []*batchStep, from, to []int
 		return 0, err
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	sets := &preview.Sets{Plan: b.plan}
-	found := make([]int64, len(steps))
-	arr := &arrivals{b: b, tx: tx, sets: map[string]*preview.TableSet{}, own: map[pg.Table][]string{}}
-	rels := make([]string, len(steps))
-	for i, st := range steps {
-		rels[i] = fmt.Sprintf("pg_temp.tomb_batch_%d", st.Step)
-		n, err := b.lockBatch(ctx, tx, st, rels[i], from[i], to[i])
+	var found []int64
+	var arrived Counts
+	if len(steps) == 1 && b.directDelete(steps[0]) {
+		n, err := b.deleteBatch(ctx, tx, steps[0], from[0], to[0])
 		if err != nil {
 			return 0, err
 		}
-		found[i] = n
-		if n > 0 {
-			ts := *st.ts
-			ts.Rel, ts.Rows = rels[i], n
-			sets.Tables = append(sets.Tables, &ts)
-			arr.own[st.ts.Table.Name] = append(arr.own[st.ts.Table.Name], rels[i])
-		}
-	}
-	// Arrivals are looked for once every step of the batch is locked: in a group of tables
-	// that refer to each other, one step's rows are children of another's, and they are
-	// planned rows of this batch, not arrivals.
-	for i, st := range steps {
-		if found[i] > 0 && st.Action == config.ActionDelete {
-			if err := arr.under(ctx, st.ts.Nodes, rels[i]); err != nil {
-				return 0, err
-			}
-		}
-	}
-	arrived := Counts{}
-	for _, ts := range arr.order {
-		sets.Tables = append(sets.Tables, ts)
-		arrived[key(b.target, ts)] = ts.Rows
-	}
-	if len(sets.Tables) > 0 {
-		if _, err := applySets(ctx, tx, b.target, b.execPlan(b.archiveUntil()), sets); err != nil {
-			return 0, err
-		}
+		found, arrived = []int64{n}, Counts{}
+	} else if found, arrived, err = b.lockAndApply(ctx, tx, steps, from, to); err != nil {
+		return 0, err
 	}
 	arrivedJSON, err := json.Marshal(arrived)
 	if err != nil {
@@ -183,6 +159,79 @@ func (b *batchRun) batch(ctx context.Context, steps []*batchStep, from, to []int
 		h(b.batches)
 	}
 	return took, nil
+}
+
+// lockAndApply locks the rows of each step's keys in (from, to] that still need the action,
+// finds the rows that arrived below them since the collection, and archives and applies both
+// with the single-transaction code. It returns the rows found per step and the arrivals.
+func (b *batchRun) lockAndApply(ctx context.Context, tx pgx.Tx, steps []*batchStep, from, to []int64) ([]int64, Counts, error) {
+	sets := &preview.Sets{Plan: b.plan}
+	found := make([]int64, len(steps))
+	arr := &arrivals{b: b, tx: tx, sets: map[string]*preview.TableSet{}, own: map[pg.Table][]string{}}
+	rels := make([]string, len(steps))
+	for i, st := range steps {
+		rels[i] = fmt.Sprintf("pg_temp.tomb_batch_%d", st.Step)
+		n, err := b.lockBatch(ctx, tx, st, rels[i], from[i], to[i])
+		if err != nil {
+			return nil, nil, err
+		}
+		found[i] = n
+		if n > 0 {
+			ts := *st.ts
+			ts.Rel, ts.Rows, ts.Deferred = rels[i], n, false // this batch's rows, in its own temp table
+			sets.Tables = append(sets.Tables, &ts)
+			arr.own[st.ts.Table.Name] = append(arr.own[st.ts.Table.Name], rels[i])
+		}
+	}
+	// Arrivals are looked for once every step of the batch is locked: in a group of tables
+	// that refer to each other, one step's rows are children of another's, and they are
+	// planned rows of this batch, not arrivals.
+	for i, st := range steps {
+		if found[i] > 0 && st.Action == config.ActionDelete {
+			if err := arr.under(ctx, st.ts.Nodes, rels[i]); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	arrived := Counts{}
+	for _, ts := range arr.order {
+		sets.Tables = append(sets.Tables, ts)
+		arrived[key(b.target, ts)] = ts.Rows
+	}
+	if len(sets.Tables) > 0 {
+		if _, err := applySets(ctx, tx, b.target, b.execPlan(b.archiveUntil()), sets); err != nil {
+			return nil, nil, err
+		}
+	}
+	return found, arrived, nil
+}
+
+// directDelete reports whether a step's batches can delete their rows straight from the work
+// table, without locking them first: a delete of leaf rows (nothing can arrive below them),
+// one table at a time, with no archive to write.
+func (b *batchRun) directDelete(st *batchStep) bool {
+	if st.Action != config.ActionDelete || !b.archiveUntil().IsZero() {
+		return false
+	}
+	for _, n := range st.ts.Nodes {
+		if len(n.Children) > 0 || len(n.Back) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// deleteBatch deletes the rows of st's keys in (from, to] that still exist, and returns how
+// many it deleted.
+func (b *batchRun) deleteBatch(ctx context.Context, tx pgx.Tx, st *batchStep, from, to int64) (int64, error) {
+	t := st.ts.Table
+	work := pgx.Identifier{"tombstone", st.Work}.Sanitize()
+	tag, err := tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s t USING %s w WHERE w.tomb_seq > $1 AND w.tomb_seq <= $2 AND (%s) = (%s)",
+		t.Name.Quoted(), work, qualifiedKey(t, "t"), qualifiedKey(t, "w")), from, to)
+	if err != nil {
+		return 0, fmt.Errorf("delete %s: %w", t.Name, pg.Interpret(err))
+	}
+	return tag.RowsAffected(), nil
 }
 
 // lockBatch creates rel with the keys of st in (from, to] whose rows still need the action,
@@ -397,9 +446,13 @@ func (a *arrivals) add(ctx context.Context, n, c *policy.Node, rel string) (stri
 		except += " EXCEPT SELECT * FROM " + r
 	}
 	pt, ct := n.Table, c.Table
-	sel := fmt.Sprintf(`SELECT %s FROM %s x WHERE (%s) IN (SELECT %s FROM %s p WHERE (%s) IN (SELECT * FROM %s))`,
-		qualifiedKey(ct, "x"), ct.Name.Quoted(), qualified("x", c.Edge.ToColumns), qualified("p", c.Edge.FromColumns),
-		pt.Name.Quoted(), qualifiedKey(pt, "p"), rel)
+	// The parent values are the batch's keys when the link starts from the parent's key;
+	// otherwise they are read from the parent's rows.
+	parents := fmt.Sprintf("SELECT %s FROM %s p WHERE (%s) IN (SELECT * FROM %s)", qualified("p", c.Edge.FromColumns), pt.Name.Quoted(), qualifiedKey(pt, "p"), rel)
+	if slices.Equal(c.Edge.FromColumns, pt.PrimaryKey) {
+		parents = "SELECT * FROM " + rel
+	}
+	sel := fmt.Sprintf(`SELECT %s FROM %s x WHERE (%s) IN (%s)`, qualifiedKey(ct, "x"), ct.Name.Quoted(), qualified("x", c.Edge.ToColumns), parents)
 	var sql string
 	if ts == nil {
 		a.n++

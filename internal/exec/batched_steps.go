@@ -305,22 +305,20 @@ func (b *batchRun) collect(ctx context.Context) error {
 	if _, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true)", millis(b.statementLimit())); err != nil {
 		return pg.Interpret(err)
 	}
-	sets, err := preview.EvaluateWith(ctx, map[string]preview.Querier{b.target: tx}, b.plan, b.req.RootKeys, preview.Options{})
+	// Leaf sets are not built as temp tables: their work tables are filled straight from their
+	// parents' sets, and they are checked with the rest once all are stored.
+	sets, err := preview.EvaluateWith(ctx, map[string]preview.Querier{b.target: tx}, b.plan, b.req.RootKeys, preview.Options{DeferLeafDeletes: true})
 	if err != nil {
 		return err
-	}
-	pv, err := preview.Summarize(ctx, sets)
-	if err != nil {
-		return err
-	}
-	if changes := b.drift(pv.Summary); len(changes) > 0 {
-		return &DriftError{Approved: b.req.Digest, Current: pv.Digest, Changes: changes}
 	}
 	b.steps = nil
 	add := func(ts *preview.TableSet, group int, whole bool) error {
 		st := batchStep{Step: len(b.steps), Table: ts.Table.Name, Action: ts.Action, Group: group, Whole: whole, ts: ts,
 			Work: fmt.Sprintf("work_%d_%d", b.req.ID, len(b.steps))}
 		from := "SELECT * FROM " + ts.Rel
+		if ts.Deferred {
+			from = sets.DeferredSelectSQL(ts)
+		}
 		var args []any
 		if ts.Table == b.plan.Root.Table && ts.Action == b.plan.Root.Action {
 			cols := make([]string, len(ts.Table.PrimaryKey))
@@ -336,7 +334,13 @@ func (b *batchRun) collect(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("collect %s: %w", ts.Table.Name, pg.Interpret(err))
 		}
-		if st.Planned = tag.RowsAffected(); st.Planned == 0 {
+		st.Planned = tag.RowsAffected()
+		if ts.Deferred {
+			if err := ts.Collected(work, st.Planned); err != nil {
+				return err
+			}
+		}
+		if st.Planned == 0 {
 			_, err := tx.Exec(ctx, "DROP TABLE "+work)
 			return pg.Interpret(err)
 		}
@@ -368,6 +372,13 @@ func (b *batchRun) collect(ctx context.Context) error {
 				return err
 			}
 		}
+	}
+	lines, err := sets.Lines(ctx)
+	if err != nil {
+		return err
+	}
+	if changes := b.drift(lines); len(changes) > 0 {
+		return &DriftError{Approved: b.req.Digest, Current: preview.DigestOf(b.plan, b.req.RootKeys, lines), Changes: changes}
 	}
 	if _, err := tx.Exec(ctx, "UPDATE tombstone.batch_runs SET collected_at = now() WHERE request_id = $1 AND target = $2", b.req.ID, b.target); err != nil {
 		return pg.Interpret(err)

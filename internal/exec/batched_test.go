@@ -191,6 +191,42 @@ func TestBatchedCrashAndResumeMatchesSingleTransaction(t *testing.T) {
 	b.verified(t)
 }
 
+// Without an archive, batches of leaf rows (comments here) are deleted straight from their
+// work table; interrupted and continued, the run still leaves what one transaction leaves.
+func TestBatchedWithoutArchiveMatchesSingleTransaction(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	single := newBundle(t, batchDDL, "kinds:\n  tenant: {table: tenants}\n", "")
+	rs := single.approved(t, "tenant", "1")
+	require.NoError(t, single.exec.Run(ctx, rs.ID))
+	require.Equal(t, approval.Done, single.request(t, rs.ID).State)
+
+	b := newBundle(t, batchDDL, "kinds:\n  tenant: {table: tenants, execution: batched, batch_rows: 50, max_batch_seconds: 5s}\n", "")
+	r := b.approved(t, "tenant", "1")
+	runCtx, cancel := context.WithCancel(ctx)
+	b.exec.SetAfterBatch(func(n int) {
+		if n == 7 {
+			cancel()
+		}
+	})
+	require.ErrorIs(t, b.exec.Run(runCtx, r.ID), context.Canceled)
+	left := b.count(t, "SELECT count(*) FROM comments")
+	require.Greater(t, left, int64(0))
+	require.Less(t, left, int64(1500), "some comments are gone")
+	require.Equal(t, 1500-left, b.count(t, `SELECT sum(rows) FROM tombstone.batch_checkpoints c JOIN tombstone.batch_steps s USING (request_id, target, step) WHERE s.table_name = 'comments'`),
+		"the checkpoints count what the batches deleted")
+	b.exec.SetAfterBatch(nil)
+	require.NoError(t, b.exec.Run(ctx, r.ID))
+
+	got := b.request(t, r.ID)
+	require.Equal(t, approval.Done, got.State, got.Error)
+	require.Equal(t, single.hashes(t), b.hashes(t), "the same rows are left as by one transaction")
+	rep := report(t, got)
+	requireCountsAddUp(t, r, rep)
+	require.Equal(t, report(t, single.request(t, rs.ID)).Tables, rep.Tables)
+	require.Empty(t, rep.Missing)
+}
+
 func TestBatchedPauseAndResumeAreAudited(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

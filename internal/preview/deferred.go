@@ -106,6 +106,27 @@ func (s *Sets) DeferredDeleteSQL(ts *TableSet) []string {
 	return out
 }
 
+// DeferredSelectSQL returns a query of the keys of a deferred set: the distinct rows its nodes
+// reach from their parents' sets. A caller that stores them (the batched executor's work
+// tables) gives the relation to Collected.
+func (s *Sets) DeferredSelectSQL(ts *TableSet) string {
+	parts := make([]string, len(ts.Nodes))
+	for i, n := range ts.Nodes {
+		parts[i] = s.reachSQL(n.Edge, n.Parent, ts.Table)
+	}
+	return strings.Join(parts, " UNION ")
+}
+
+// Collected records that rel (which may have more columns) holds the keys of a deferred set,
+// rows of them: the set's relation from now on.
+func (ts *TableSet) Collected(rel string, rows int64) error {
+	if !ts.Pending() {
+		return fmt.Errorf("%s: not a deferred set still to collect", ts.Table.Name)
+	}
+	ts.Rel, ts.Rows, ts.applied, ts.keyHash = rel, rows, true, ""
+	return nil
+}
+
 // DeferredPart is what one statement of DeferredDeleteSQL returned.
 type DeferredPart struct {
 	Rows       int64
