@@ -223,3 +223,18 @@ func TestGrantsLeaveTheRuntimeRoleInsertAndSelectOnly(t *testing.T) {
 	require.Error(t, ApplyGrants(ctx, db.Bun, g))
 
 }
+
+func TestNumberedPlaceholders(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "SELECT x FROM t WHERE a = $1 AND b < $2 LIMIT $3", numbered("SELECT x FROM t WHERE a = ? AND b < ? LIMIT ?"))
+	require.Equal(t, "SELECT 1", numbered("SELECT 1"))
+}
+
+func TestFilterRefusesInvalidText(t *testing.T) {
+	t.Parallel()
+	for _, f := range []Filter{{Actor: "bob\xff"}, {Kind: "\xc3"}} {
+		_, _, err := ListBrief(context.Background(), pgtest.Tx(t), f, 0, 10)
+		require.ErrorIs(t, err, pg.ErrInvalid)
+		require.Contains(t, err.Error(), "not valid UTF-8")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/uptrace/bun"
 
@@ -19,6 +20,26 @@ const lockKey int64 = 0x746f6d6261756474
 // columns is the column list of audit_events in scan order.
 const columns = "seq, at, actor_id, actor_name, action, request_id, kind, target, root_key, root_label, " +
 	"reason, plan_digest, policy_hash, details, client_ip, prev_hash, hash"
+
+// briefColumns are columns without the details, which ListBrief does not read.
+const briefColumns = "seq, at, actor_id, actor_name, action, request_id, kind, target, root_key, root_label, " +
+	"reason, plan_digest, policy_hash, NULL::jsonb, client_ip, prev_hash, hash"
+
+// numbered replaces the ? placeholders of a statement built from this package's own fragments
+// (which hold no other question mark) with $1, $2, … in order.
+func numbered(sql string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range sql {
+		if r == '?' {
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
 
 // Append writes e as the next event of the chain and returns it as stored, with Seq, At,
 // PrevHash and Hash set.
@@ -153,6 +174,11 @@ func (f Filter) where() (string, []any, error) {
 	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
 		return "", nil, fmt.Errorf("%w: the time range is empty (from %s, to %s)", pg.ErrInvalid, formatTime(f.From), formatTime(f.To))
 	}
+	for name, v := range map[string]string{"actor": f.Actor, "kind": f.Kind} {
+		if !utf8.ValidString(v) {
+			return "", nil, fmt.Errorf("%w: the %s is not valid UTF-8 text", pg.ErrInvalid, name)
+		}
+	}
 	conds := []string{"true"}
 	var args []any
 	if !f.From.IsZero() {
@@ -231,7 +257,13 @@ func list(ctx context.Context, db bun.IDB, f Filter, before int64, limit int, de
 		args = append(args, before)
 	}
 	args = append(args, limit+1)
-	rows, err := db.QueryContext(ctx, "SELECT "+columns+" FROM audit_events WHERE "+where+" ORDER BY seq DESC LIMIT ?", args...)
+	cols := columns
+	if !details {
+		cols = briefColumns
+	}
+	// The statement is written with $n parameters (pg.Direct): one text per filter shape, so
+	// the audit page's query is prepared once per connection, not parsed and planned anew.
+	rows, err := pg.DirectOf(db).QueryContext(ctx, numbered("SELECT "+cols+" FROM audit_events WHERE "+where+" ORDER BY seq DESC LIMIT ?"), args...)
 	if err != nil {
 		return nil, 0, pg.Interpret(err)
 	}
