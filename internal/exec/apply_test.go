@@ -3,6 +3,7 @@ package exec_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -139,18 +140,38 @@ func TestApplyDeletesExactlyThePreview(t *testing.T) {
 	require.ErrorIs(t, err, exec.ErrDrifted)
 }
 
+// A child added since approval is found, with the archive (every set built and checked before
+// anything changes) and without it (the leaf, notes, checked after its delete): drift, and the
+// rollback leaves everything in place.
 func TestApplyDriftsOnANewChild(t *testing.T) {
 	t.Parallel()
-	f := setup(t, tenantPolicy)
-	_, ep := f.preview(t, "tenant", "1")
-	_, err := f.db.Pool.Exec(context.Background(), "INSERT INTO notes VALUES (3, 1, false)")
-	require.NoError(t, err)
-	_, err = f.apply(t, ep)
-	var drift *exec.DriftError
-	require.ErrorAs(t, err, &drift)
-	require.Equal(t, []exec.Change{{Target: "app", Table: "public.notes", Action: "delete", Approved: 1, Now: 2}}, drift.Changes)
-	require.Equal(t, int64(2), f.count(t, "SELECT count(*) FROM tenants"), "nothing was deleted")
-	require.Zero(t, f.count(t, "SELECT count(*) FROM tombstone.ledger"))
+	for _, archive := range []bool{true, false} {
+		t.Run(fmt.Sprintf("archive=%v", archive), func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, tenantPolicy)
+			_, ep := f.preview(t, "tenant", "1")
+			if !archive {
+				ep.ArchiveUntil = time.Time{}
+			}
+			_, err := f.db.Pool.Exec(context.Background(), "INSERT INTO notes VALUES (3, 1, false)")
+			require.NoError(t, err)
+			_, err = f.apply(t, ep)
+			var drift *exec.DriftError
+			require.ErrorAs(t, err, &drift)
+			require.Equal(t, []exec.Change{{Target: "app", Table: "public.notes", Action: "delete", Approved: 1, Now: 2}}, drift.Changes)
+			require.Equal(t, int64(2), f.count(t, "SELECT count(*) FROM tenants"), "nothing was deleted")
+			require.Equal(t, int64(3), f.count(t, "SELECT count(*) FROM notes"))
+			require.Zero(t, f.count(t, "SELECT count(*) FROM tombstone.ledger"))
+
+			// The same count with another row: only the key hash tells.
+			_, err = f.db.Pool.Exec(context.Background(), "DELETE FROM notes WHERE id = 1")
+			require.NoError(t, err)
+			_, err = f.apply(t, ep)
+			require.ErrorAs(t, err, &drift)
+			require.Contains(t, drift.Error(), "public.notes delete: approved 1, now 1")
+			require.Equal(t, int64(2), f.count(t, "SELECT count(*) FROM notes"))
+		})
+	}
 }
 
 // Without an archive the leaves' sets are not built (notes here): they are deleted from their
@@ -177,32 +198,6 @@ func TestApplyWithoutArchive(t *testing.T) {
 			require.Equal(t, l.Rows, led.Counts["app "+l.Table+" "+l.Action], l.Table)
 		}
 	}
-}
-
-// A row added to a leaf since approval is found by the digest after the leaf's delete: drift,
-// and the rollback leaves everything in place.
-func TestApplyDriftsOnANewLeafRowWithoutArchive(t *testing.T) {
-	t.Parallel()
-	f := setup(t, tenantPolicy)
-	_, ep := f.preview(t, "tenant", "1")
-	ep.ArchiveUntil = time.Time{}
-	_, err := f.db.Pool.Exec(context.Background(), "INSERT INTO notes VALUES (3, 1, false)")
-	require.NoError(t, err)
-	_, err = f.apply(t, ep)
-	var drift *exec.DriftError
-	require.ErrorAs(t, err, &drift)
-	require.Equal(t, []exec.Change{{Target: "app", Table: "public.notes", Action: "delete", Approved: 1, Now: 2}}, drift.Changes)
-	require.Equal(t, int64(2), f.count(t, "SELECT count(*) FROM tenants"), "nothing was deleted")
-	require.Equal(t, int64(3), f.count(t, "SELECT count(*) FROM notes"))
-	require.Zero(t, f.count(t, "SELECT count(*) FROM tombstone.ledger"))
-
-	// The same count with another row: only the key hash tells.
-	_, err = f.db.Pool.Exec(context.Background(), "DELETE FROM notes WHERE id = 1")
-	require.NoError(t, err)
-	_, err = f.apply(t, ep)
-	require.ErrorAs(t, err, &drift)
-	require.Contains(t, drift.Error(), "public.notes delete: approved 1, now 1")
-	require.Equal(t, int64(2), f.count(t, "SELECT count(*) FROM notes"))
 }
 
 func TestApplySoft(t *testing.T) {

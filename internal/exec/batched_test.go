@@ -167,16 +167,10 @@ func TestBatchedCrashAndResumeMatchesSingleTransaction(t *testing.T) {
 	b.exec.SetAfterBatch(nil)
 	require.NoError(t, b.exec.Run(ctx, r.ID))
 
-	got := b.request(t, r.ID)
-	require.Equal(t, approval.Done, got.State, got.Error)
-	require.Equal(t, single.hashes(t), b.hashes(t), "the same rows are left and archived as by one transaction")
-	rep := report(t, got)
+	rep := requireSameAsSingle(t, b, r, single, rs)
 	require.Equal(t, exec.ModeBatched, rep.Mode)
 	require.Equal(t, r.Digest, rep.Digest)
-	requireCountsAddUp(t, r, rep)
-	require.Equal(t, report(t, single.request(t, rs.ID)).Tables, rep.Tables)
 	require.Empty(t, rep.Arrived)
-	require.Empty(t, rep.Missing)
 	require.Equal(t, int(b.count(t, "SELECT count(*) FROM tombstone.batch_checkpoints")), rep.Batches)
 	require.Greater(t, rep.Batches, 20)
 	require.Zero(t, b.count(t, "SELECT count(*) FROM tombstone.batch_checkpoints WHERE to_seq - from_seq > 50 AND step NOT IN (SELECT step FROM tombstone.batch_checkpoints c GROUP BY step HAVING count(*) = 1)"),
@@ -218,13 +212,22 @@ func TestBatchedWithoutArchiveMatchesSingleTransaction(t *testing.T) {
 	b.exec.SetAfterBatch(nil)
 	require.NoError(t, b.exec.Run(ctx, r.ID))
 
+	requireSameAsSingle(t, b, r, single, rs)
+}
+
+// requireSameAsSingle checks that batched request r is done and left (and archived) what the
+// single-transaction request rs left, with the same per-table counts adding up to the plan,
+// and returns r's report.
+func requireSameAsSingle(t *testing.T, b *bundle, r *approval.Request, single *bundle, rs *approval.Request) exec.Report {
+	t.Helper()
 	got := b.request(t, r.ID)
 	require.Equal(t, approval.Done, got.State, got.Error)
-	require.Equal(t, single.hashes(t), b.hashes(t), "the same rows are left as by one transaction")
+	require.Equal(t, single.hashes(t), b.hashes(t), "the same rows are left and archived as by one transaction")
 	rep := report(t, got)
 	requireCountsAddUp(t, r, rep)
 	require.Equal(t, report(t, single.request(t, rs.ID)).Tables, rep.Tables)
 	require.Empty(t, rep.Missing)
+	return rep
 }
 
 func TestBatchedPauseAndResumeAreAudited(t *testing.T) {

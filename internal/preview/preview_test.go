@@ -232,6 +232,15 @@ func TestSoftRootTree(t *testing.T) {
 	require.Equal(t, p.Digest, locked.Digest, "the executor's evaluation agrees with the preview")
 }
 
+// diamondDDL is tenants with repos, commits of repos, and objects reached both through commits
+// and through repos directly: a diamond.
+const diamondDDL = `
+	CREATE TABLE tenants (id bigint PRIMARY KEY, name text);
+	CREATE TABLE repos (id bigint PRIMARY KEY, tenant_id bigint NOT NULL REFERENCES tenants ON DELETE CASCADE);
+	CREATE TABLE commits (id bigint PRIMARY KEY, repo_id bigint NOT NULL REFERENCES repos ON DELETE CASCADE);
+	CREATE TABLE objects (id int PRIMARY KEY, repo_id bigint NOT NULL REFERENCES repos ON DELETE CASCADE,
+		commit_id bigint REFERENCES commits ON DELETE CASCADE, name text);`
+
 // Leaf sets are counted and hashed as they are read (one piece per path, a row counted by the
 // first path that reaches it) and their samples come from a window of the key index; a node
 // whose rows are spread thinner than the window falls back to reading all of them. Every figure
@@ -239,13 +248,7 @@ func TestSoftRootTree(t *testing.T) {
 func TestStreamedLeaves(t *testing.T) {
 	t.Parallel()
 	db, _ := pgtest.Empty(t)
-	exec(t, db, `
-		CREATE TABLE tenants (id bigint PRIMARY KEY, name text);
-		CREATE TABLE repos (id bigint PRIMARY KEY, tenant_id bigint NOT NULL REFERENCES tenants ON DELETE CASCADE);
-		CREATE TABLE commits (id bigint PRIMARY KEY, repo_id bigint NOT NULL REFERENCES repos ON DELETE CASCADE);
-		-- Reached through commits and through repos directly: a diamond.
-		CREATE TABLE objects (id int PRIMARY KEY, repo_id bigint NOT NULL REFERENCES repos ON DELETE CASCADE,
-			commit_id bigint REFERENCES commits ON DELETE CASCADE, name text);
+	exec(t, db, diamondDDL+`
 		-- Rows of tenant 1 are sparse among tenant 2's: the sample window misses most of them.
 		CREATE TABLE events (id bigint PRIMARY KEY, tenant_id bigint NOT NULL REFERENCES tenants ON DELETE CASCADE, title text);
 		INSERT INTO tenants VALUES (1, 'one'), (2, 'two');
@@ -324,12 +327,7 @@ func TestInlineStatementIsPlannedOnce(t *testing.T) {
 func TestDeferredLeafDeletes(t *testing.T) {
 	t.Parallel()
 	db, _ := pgtest.Empty(t)
-	exec(t, db, `
-		CREATE TABLE tenants (id bigint PRIMARY KEY, name text);
-		CREATE TABLE repos (id bigint PRIMARY KEY, tenant_id bigint NOT NULL REFERENCES tenants ON DELETE CASCADE);
-		CREATE TABLE commits (id bigint PRIMARY KEY, repo_id bigint NOT NULL REFERENCES repos ON DELETE CASCADE);
-		CREATE TABLE objects (id int PRIMARY KEY, repo_id bigint NOT NULL REFERENCES repos ON DELETE CASCADE,
-			commit_id bigint REFERENCES commits ON DELETE CASCADE, name text);
+	exec(t, db, diamondDDL+`
 		CREATE TABLE labels (tenant_id bigint NOT NULL REFERENCES tenants ON DELETE CASCADE, label text, PRIMARY KEY (tenant_id, label));
 		CREATE TABLE "Log" (tenant_id bigint REFERENCES tenants ON DELETE CASCADE, line text);
 		INSERT INTO tenants VALUES (1, 'one'), (2, 'two');
