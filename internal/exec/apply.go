@@ -150,36 +150,47 @@ func ApplyTx(ctx context.Context, tx pgx.Tx, target string, p Plan) (*Result, er
 		}
 		return nil, err
 	}
-	known, err := sets.Lines(ctx)
+	lines, err := sets.Lines(ctx)
 	if err != nil {
 		return nil, err
 	}
+	pending := hasPending(sets)
 	if p.Approved != nil {
-		if changes := Diff(withoutPending(p.Approved, sets), known); len(changes) > 0 {
+		if changes := Diff(withoutPending(p.Approved, sets), lines); len(changes) > 0 {
 			return nil, &DriftError{Approved: p.Digest, Changes: changes}
 		}
 	}
-	if !hasPending(sets) {
-		if digest := preview.DigestOf(p.Plan, p.RootKey, known); digest != p.Digest {
-			return nil, &DriftError{Approved: p.Digest, Current: digest, Changes: Diff(p.Approved, known)}
+	digest := ""
+	if !pending {
+		if digest, err = checkDigest(p, lines); err != nil {
+			return nil, err
 		}
 	}
 	counts, err := applySets(ctx, tx, target, p, sets)
 	if err != nil {
 		return nil, err
 	}
-	lines, err := sets.Lines(ctx)
-	if err != nil {
-		return nil, err
-	}
-	digest := preview.DigestOf(p.Plan, p.RootKey, lines)
-	if digest != p.Digest {
-		return nil, &DriftError{Approved: p.Digest, Current: digest, Changes: Diff(p.Approved, lines)}
+	if pending {
+		if lines, err = sets.Lines(ctx); err != nil {
+			return nil, err
+		}
+		if digest, err = checkDigest(p, lines); err != nil {
+			return nil, err
+		}
 	}
 	if err := writeLedger(ctx, tx, target, p.RequestID, digest, counts); err != nil {
 		return nil, err
 	}
 	return &Result{Digest: digest, Counts: counts, Summary: lines}, nil
+}
+
+// checkDigest returns the digest of a summary, or a DriftError when it is not the approved one.
+func checkDigest(p Plan, lines []preview.SummaryLine) (string, error) {
+	digest := preview.DigestOf(p.Plan, p.RootKey, lines)
+	if digest != p.Digest {
+		return "", &DriftError{Approved: p.Digest, Current: digest, Changes: Diff(p.Approved, lines)}
+	}
+	return digest, nil
 }
 
 // hasPending reports whether some deferred set has not been deleted yet.
@@ -197,12 +208,12 @@ func withoutPending(approved []preview.SummaryLine, sets *preview.Sets) []previe
 	pending := map[string]bool{}
 	for _, ts := range sets.Tables {
 		if ts.Pending() {
-			pending[key(ts.Target, ts)] = true
+			pending[lineKey(ts.Target, ts.Table.Name.String(), ts.Action)] = true
 		}
 	}
 	out := make([]preview.SummaryLine, 0, len(approved))
 	for _, l := range approved {
-		if !pending[l.Target+" "+l.Table+" "+l.Action] {
+		if !pending[lineKey(l.Target, l.Table, l.Action)] {
 			out = append(out, l)
 		}
 	}
@@ -272,7 +283,12 @@ func applySets(ctx context.Context, tx pgx.Tx, target string, p Plan, sets *prev
 }
 
 func key(target string, ts *preview.TableSet) string {
-	return target + " " + ts.Table.Name.String() + " " + ts.Action
+	return lineKey(target, ts.Table.Name.String(), ts.Action)
+}
+
+// lineKey names a (target, table, action) as Counts does.
+func lineKey(target, table, action string) string {
+	return target + " " + table + " " + action
 }
 
 // setJoin is how a statement on ts.Table (aliased t) reaches the rows of ts's set: a join
